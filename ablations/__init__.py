@@ -1,0 +1,1 @@
+"""Ablation variants of MASF and the ablation grids (see variants.py)."""

@@ -1,0 +1,91 @@
+"""Time ``pro_score`` on a full MVTec-sized category and check it against the per-threshold reference.
+
+    python bench/bench_pro.py [--images 100] [--size 256] [--repeats 5]
+
+Maps are smooth noise raised on the defects; half the images are defective, each
+with 2-5 rectangular regions. The reference is the slow, plain implementation of the
+definition in tests/test_metrics.py, run on a smaller case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import statistics
+import time
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+from scipy import ndimage
+
+from masf.metrics import compute_metrics, pro_score
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_reference() -> ModuleType:
+    """tests/test_metrics.py as a module, for its ``reference_pro`` (one reference, not two)."""
+    spec = importlib.util.spec_from_file_location("reference_metrics", ROOT / "tests" / "test_metrics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_category(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, size, size) float32 maps and bool masks: images n // 2 .. n - 1 defective."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((n, size, size), dtype=bool)
+    for i in range(n // 2, n):
+        for _ in range(rng.integers(2, 6)):
+            h, w = rng.integers(size // 40 + 1, size // 5 + 2, size=2)
+            y, x = rng.integers(0, size - h), rng.integers(0, size - w)
+            masks[i, y : y + h, x : x + w] = True
+    noise = ndimage.gaussian_filter(rng.random((n, size, size), dtype=np.float32), sigma=(0, 4, 4))
+    lift = rng.uniform(0.0, 0.05, size=(n, 1, 1)).astype(np.float32)
+    return noise + lift * masks, masks
+
+
+def median_ms(fn: object, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=100, help="maps per category")
+    parser.add_argument("--size", type=int, default=256, help="map side in pixels")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
+    args = parser.parse_args()
+
+    reference = load_reference()
+    small_maps, small_masks = make_category(10, 48, seed=1)
+    small_maps = np.round(small_maps, 3)  # ties as well
+    worst = 0.0
+    for limit in (0.3, 0.05, 1.0):
+        fast, slow = pro_score(small_maps, small_masks, limit), reference.reference_pro(small_maps, small_masks, limit)
+        worst = max(worst, abs(fast - slow))
+    print(f"reference check (10 maps, 48x48, limits 0.3 / 0.05 / 1.0): max |difference| = {worst:.1e}")
+    if worst > 1e-6:
+        raise SystemExit("pro_score disagrees with the reference implementation")
+
+    maps, masks = make_category(args.images, args.size, seed=0)
+    labels = masks.any(axis=(1, 2))
+    n_regions = sum(ndimage.label(m, structure=np.ones((3, 3)))[1] for m in masks)
+    print(f"category: {args.images} maps {args.size}x{args.size}, {n_regions} regions, {masks.mean():.2%} defect pixels")
+    per_100 = 100 / args.images
+    for limit in (0.3, 1.0):
+        ms = median_ms(lambda: pro_score(maps, masks, limit), args.repeats)
+        print(f"pro_score(fpr_limit={limit}): {ms:.0f} ms, {ms * per_100:.0f} ms per 100 maps (median of {args.repeats})")
+    ms = median_ms(lambda: compute_metrics(maps.max(axis=(1, 2)), labels, maps, masks), 1)
+    print(f"compute_metrics (all seven metrics): {ms:.0f} ms, {ms * per_100:.0f} ms per 100 maps (1 run)")
+    print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
+
+
+if __name__ == "__main__":
+    main()

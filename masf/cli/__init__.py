@@ -1,0 +1,1 @@
+"""The ``masf-bench`` command line."""

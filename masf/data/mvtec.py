@@ -1,0 +1,369 @@
+"""Datasets in the MVTec AD folder layout.
+
+Layout (MVTec AD, MPDD and any dataset that copies them)::
+
+    ROOT/CATEGORY/train/good/*.png
+    ROOT/CATEGORY/test/good/*.png
+    ROOT/CATEGORY/test/DEFECT/*.png
+    ROOT/CATEGORY/ground_truth/DEFECT/STEM_mask.png
+
+Images of any mode (RGB, L, P, RGBA, 16-bit, ...) and any size become
+3-channel RGB at ``image_size`` x ``image_size``; masks are read as ``> 0``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from masf.errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+GOOD = "good"
+SPLITS = ("train", "test")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a split; ``mask_path`` is None for good images (and for missing masks)."""
+
+    image_path: Path
+    label: int  # 0 good, 1 defective
+    defect_type: str  # "good" for normal images
+    mask_path: Optional[Path] = None
+
+
+# ------------------------------------------------------------------ listing
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name; [] when the folder is missing."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if is_image_file(p)), key=lambda p: p.name)
+
+
+def list_categories(root: str | Path) -> list[str]:
+    """Sub-folders of ``root`` that look like categories (they have train/ or test/)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and ((p / "train").is_dir() or (p / "test").is_dir())
+    )
+
+
+def check_category_name(category: str) -> None:
+    """Reject names that are not a single folder name (empty, absolute, '..', separators)."""
+    if not isinstance(category, str) or not category.strip():
+        raise DataError(f"category name {category!r} is empty")
+    if "/" in category or "\\" in category or Path(category).is_absolute():
+        raise DataError(f"category name {category!r} must be a folder name, not a path")
+    if ".." in category:
+        raise DataError(f"category name {category!r} must not contain '..'")
+    if category == ".":
+        raise DataError(f"category name {category!r} must be a folder name, not '.'")
+
+
+def category_dir(root: str | Path, category: str) -> Path:
+    """``root / category``, after checking the name and that the category exists."""
+    check_category_name(category)
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"dataset root {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"dataset root {root} is not a folder")
+    found = list_categories(root)
+    if category not in found and (root / category).is_dir():
+        raise DataError(f"{root / category}: not a category folder (it has no train/ or test/ folder)")
+    if category not in found:
+        listing = ", ".join(found) if found else "no categories"
+        raise DataError(f"unknown category '{category}' in {root} (found: {listing})")
+    return root / category
+
+
+def mask_index(folder: Path) -> dict[str, Path]:
+    """Lower-case stem -> mask file for the image files in a ground_truth/DEFECT folder."""
+    index: dict[str, Path] = {}
+    for p in image_files(folder):
+        stem = p.stem.lower()
+        # STEM_mask.png wins over other extensions of the same stem
+        if stem not in index or p.suffix.lower() == ".png":
+            index[stem] = p
+    return index
+
+
+def expected_mask_path(cat_dir: Path, defect_type: str, image_path: Path) -> Path:
+    return cat_dir / "ground_truth" / defect_type / f"{image_path.stem}_mask.png"
+
+
+def list_samples(root: str | Path, category: str, split: str) -> list[Sample]:
+    """Every image of ``split``, sorted by (defect type, file name); defects get their mask path."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split '{split}' (expected one of: {', '.join(SPLITS)})")
+    cat = category_dir(root, category)
+    if split == "train":
+        return [Sample(p, 0, GOOD) for p in image_files(cat / "train" / GOOD)]
+    test = cat / "test"
+    if not test.is_dir():
+        return []
+    samples: list[Sample] = []
+    for folder in sorted((p for p in test.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name):
+        defect = folder.name
+        if defect == GOOD:
+            samples += [Sample(p, 0, GOOD) for p in image_files(folder)]
+            continue
+        masks = mask_index(cat / "ground_truth" / defect)
+        for p in image_files(folder):
+            stem = p.stem.lower()  # STEM_mask.png (MVTec AD); a mask named like its image is accepted too
+            samples.append(Sample(p, 1, defect, masks.get(f"{stem}_mask") or masks.get(stem)))
+    return samples
+
+
+# ------------------------------------------------------------------ decoding
+
+
+def open_image(path: Path) -> Image.Image:
+    """Open and fully decode ``path``; DataError naming the file when that fails."""
+    try:
+        with Image.open(path) as im:
+            im.load()  # decodes every pixel: catches truncated files
+            return im
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not a readable image (unrecognised format)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = "truncated" if "truncated" in str(exc).lower() else str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: cannot decode image ({reason})") from None
+
+
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Integer or float pixels -> uint8; 16-bit ranges are scaled by 255/65535."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    a = arr.astype(np.float64)
+    hi = float(a.max()) if a.size else 0.0
+    if np.issubdtype(arr.dtype, np.floating) and hi <= 1.0:
+        a = a * 255.0  # float images in [0, 1]
+    elif (arr.dtype.kind == "u" and arr.dtype.itemsize == 2) or hi > 255:
+        a = a / 257.0  # 16-bit range (0..65535) -> 0..255
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB: alpha dropped, palettes expanded, 16-bit scaled."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        return Image.fromarray(to_uint8(np.asarray(im))).convert("RGB")
+    if im.mode in ("P", "PA"):
+        im = im.convert("RGBA")
+    return im.convert("RGB")  # RGBA/LA drop alpha; L, 1, CMYK, YCbCr, ... convert
+
+
+def mask_array(im: Image.Image) -> np.ndarray:
+    """A mask image -> (H, W) bool, ``True`` where any colour channel is > 0."""
+    if im.mode in ("P", "PA"):
+        im = im.convert("RGBA")
+    if im.mode in ("LA", "La"):
+        im = im.getchannel(0)
+    elif im.mode in ("RGBA", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    arr = np.asarray(im)
+    if arr.ndim == 3:
+        arr = arr.max(axis=-1)
+    return arr > 0
+
+
+def resize_image(im: Image.Image, size: int) -> np.ndarray:
+    """Any-mode image -> (size, size, 3) uint8 RGB, bilinear with antialiasing (PIL's filters)."""
+    im = to_rgb(im)
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    return np.array(im, dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """(size, size, 3) uint8 RGB of the image file at ``path``."""
+    return resize_image(open_image(path), size)
+
+
+def load_mask(path: Path, size: int, image_size_wh: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """(size, size) uint8 in {0, 1}, nearest resize; DataError when its size differs from its image."""
+    im = open_image(path)
+    if image_size_wh is not None and im.size != image_size_wh:
+        w, h = im.size
+        iw, ih = image_size_wh
+        raise DataError(f"{path}: mask is {w}x{h} but its image is {iw}x{ih}")
+    binary = Image.fromarray(mask_array(im).astype(np.uint8))
+    if binary.size != (size, size):
+        binary = binary.resize((size, size), Image.NEAREST)
+    return np.array(binary, dtype=np.uint8)
+
+
+# ------------------------------------------------------------------ subsets
+
+
+def _allocate(sizes: Sequence[int], k: int) -> list[int]:
+    """Split ``k`` over groups proportionally to ``sizes`` (largest remainder, ties by order)."""
+    total = sum(sizes)
+    exact = [k * s / total for s in sizes]
+    alloc = [min(s, math.floor(e)) for s, e in zip(sizes, exact)]
+    order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - math.floor(exact[i])), i))
+    while sum(alloc) < k:
+        for i in order:
+            if sum(alloc) < k and alloc[i] < sizes[i]:
+                alloc[i] += 1
+    return alloc
+
+
+def subset_indices(samples: Sequence[Sample], max_images: int, seed: int) -> list[int]:
+    """A seeded subset of at most ``max_images`` samples, spread over defect types.
+
+    Each defect type (``good`` included) gets its proportional share; at least one
+    good and one defective image are kept when both exist and ``max_images >= 2``.
+    """
+    if max_images < 1:
+        raise DataError(f"max_images must be >= 1 (got {max_images})")
+    if max_images >= len(samples):
+        return list(range(len(samples)))
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        groups.setdefault(s.defect_type, []).append(i)
+    names = sorted(groups)
+    sizes = [len(groups[n]) for n in names]
+    alloc = _allocate(sizes, max_images)
+    good = [i for i, n in enumerate(names) if n == GOOD]
+    bad = [i for i, n in enumerate(names) if n != GOOD]
+    if good and bad and max_images >= 2:
+        g = good[0]
+        if alloc[g] == 0:
+            donor = max(bad, key=lambda i: (alloc[i], -i))
+            alloc[donor] -= 1
+            alloc[g] += 1
+        if sum(alloc[i] for i in bad) == 0:
+            alloc[g] -= 1
+            alloc[max(bad, key=lambda i: (sizes[i], -i))] += 1
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for name, n in zip(names, alloc):
+        members = groups[name]
+        chosen += [members[j] for j in rng.choice(len(members), size=n, replace=False)]
+    return sorted(chosen)
+
+
+# ------------------------------------------------------------------ dataset
+
+
+class MVTecDataset(Dataset):
+    """One split of one category; items are dicts of image, mask, label, defect_type, path.
+
+    With ``cache`` the decoded, resized pixels stay in memory as uint8 after their
+    first read. DataLoader workers each hold their own cache, so use
+    ``persistent_workers=True`` (or ``num_workers=0``) for later epochs to profit.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        category: str,
+        split: Literal["train", "test"],
+        image_size: int = 256,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        max_images: Optional[int] = None,
+        seed: int = 0,
+        cache: bool = True,
+    ):
+        if image_size < 1:
+            raise DataError(f"image_size must be >= 1 (got {image_size})")
+        self.root = Path(root)
+        self.category = category
+        self.split = split
+        self.image_size = int(image_size)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.cache = cache
+        samples = list_samples(self.root, category, split)
+        where = self.root / category / ("train/good" if split == "train" else "test")
+        if not samples:
+            raise DataError(f"{where}: no images (accepted: {', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
+        missing = [s for s in samples if s.label == 1 and s.mask_path is None]
+        if missing:
+            s = missing[0]
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            cat = self.root / category
+            raise DataError(f"{s.image_path}: no ground-truth mask, expected {expected_mask_path(cat, s.defect_type, s.image_path)}{more}")
+        if max_images is not None:
+            samples = [samples[i] for i in subset_indices(samples, max_images, seed)]
+        self.samples: list[Sample] = samples
+        self._mean_t = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
+        self._std_t = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
+        self._cache: dict[int, tuple[np.ndarray, Optional[np.ndarray]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def defect_types(self) -> list[str]:
+        """Sorted defect types present (``good`` included)."""
+        return sorted({s.defect_type for s in self.samples})
+
+    def labels(self) -> np.ndarray:
+        """(N,) int64, 1 for defective images."""
+        return np.array([s.label for s in self.samples], dtype=np.int64)
+
+    def _read(self, index: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        if index in self._cache:
+            return self._cache[index]
+        s = self.samples[index]
+        im = open_image(s.image_path)
+        image = resize_image(im, self.image_size)
+        mask = None if s.mask_path is None else load_mask(s.mask_path, self.image_size, im.size)
+        if self.cache:
+            self._cache[index] = (image, mask)
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        image, mask = self._read(index)
+        s = self.samples[index]
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+        x = (x - self._mean_t) / self._std_t  # (3, S, S)
+        if mask is None:
+            m = torch.zeros(1, self.image_size, self.image_size, dtype=torch.float32)
+        else:
+            m = torch.from_numpy(mask).float().unsqueeze(0)  # (1, S, S) in {0, 1}
+        return {"image": x, "mask": m, "label": s.label, "defect_type": s.defect_type, "path": str(s.image_path)}
+
+
+def denormalize(
+    image: torch.Tensor | np.ndarray,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> np.ndarray:
+    """A normalised (3, H, W) image -> (H, W, 3) uint8, for figures."""
+    x = image.detach().cpu().float().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, dtype=np.float32)
+    x = x * np.asarray(std, dtype=np.float32).reshape(3, 1, 1) + np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)

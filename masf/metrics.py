@@ -1,0 +1,242 @@
+"""Anomaly-detection metrics: image and pixel AUROC, AP and best F1, and PRO (MVTec AD).
+
+Every function takes numpy arrays or torch tensors and returns plain floats. Ranking
+metrics come from scikit-learn; connected components from ``scipy.ndimage.label``.
+
+PRO follows the MVTec AD definition (MASF-SPEC.md, "Metrics"):
+
+- regions are the 8-connected components of each ground-truth mask, the way MVTec AD's
+  own evaluation code labels them (``scipy.ndimage.label`` with a 3x3 all-ones
+  structure); a region never spans two images;
+- a threshold t marks a pixel positive when its score is >= t; there is one curve point
+  per distinct score (tied pixels enter together), and the curve starts at (0, 0);
+- PRO(t) = mean over all regions of all images of (positive pixels in the region /
+  region size); FPR(t) = positive defect-free pixels / all defect-free pixels, over
+  every test image, good and defective;
+- the score is the trapezoid area under PRO(FPR) for FPR in [0, fpr_limit], the curve
+  cut exactly at fpr_limit by linear interpolation, divided by fpr_limit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from sklearn.metrics import precision_recall_curve, roc_auc_score
+
+from masf.errors import MetricsError
+
+ArrayLike = Any  # numpy array, torch tensor or nested sequence of numbers
+
+METRIC_KEYS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pro")
+
+# 8-connectivity inside each (H, W) slice; the empty outer slices keep a component from
+# running across neighbouring images of the (N, H, W) stack.
+_REGION_STRUCTURE = np.zeros((3, 3, 3), dtype=bool)
+_REGION_STRUCTURE[1] = True
+
+
+def _to_numpy(x: ArrayLike) -> np.ndarray:
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor, without importing torch here
+        x = x.detach().cpu()
+        if x.is_floating_point() and x.element_size() < 4:  # float16 / bfloat16: numpy lacks bfloat16
+            x = x.float()
+        x = x.numpy()
+    return np.asarray(x)
+
+
+def _scores(x: ArrayLike, name: str, ndim: int) -> np.ndarray:
+    """Finite float scores with ``ndim`` axes; float32 / float64 keep their dtype (sorting float32 is faster)."""
+    a = _to_numpy(x)
+    if a.dtype.kind not in "biuf":
+        raise MetricsError(f"{name} must be numeric, got dtype {a.dtype}")
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float32 if a.dtype == np.float16 else np.float64)
+    if a.ndim != ndim:
+        raise MetricsError(f"{name} must have {ndim} axes, got shape {a.shape}")
+    bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+    if bad:
+        raise MetricsError(f"{name} has {bad} non-finite values (NaN or inf) out of {a.size}")
+    return a
+
+
+def _binary(x: ArrayLike, name: str) -> np.ndarray:
+    """1-D labels with values 0 / 1 (or bool) -> bool."""
+    a = _to_numpy(x)
+    if a.ndim != 1:
+        raise MetricsError(f"{name} must be 1-D, got shape {a.shape}")
+    if a.dtype.kind not in "biuf":
+        raise MetricsError(f"{name} must be 0 / 1, got dtype {a.dtype}")
+    odd = np.unique(a[(a != 0) & (a != 1)])
+    if odd.size:
+        raise MetricsError(f"{name} must be 0 / 1, got value {odd[0].item()!r}")
+    return a.astype(bool)
+
+
+def _squeeze_channel(a: np.ndarray) -> np.ndarray:
+    # (N, 1, H, W), as models and datasets often give them -> (N, H, W)
+    return a[:, 0] if a.ndim == 4 and a.shape[1] == 1 else a
+
+
+def _maps_and_masks(anomaly_maps: ArrayLike, masks: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Validated (N, H, W) float maps and (N, H, W) bool defect masks (mask > 0 is defect)."""
+    maps = _scores(_squeeze_channel(_to_numpy(anomaly_maps)), "anomaly_maps", 3)
+    m = _squeeze_channel(_to_numpy(masks))
+    if m.dtype.kind not in "biuf":
+        raise MetricsError(f"masks must be numeric or bool, got dtype {m.dtype}")
+    if m.shape != maps.shape:
+        raise MetricsError(f"anomaly_maps shape {maps.shape} and masks shape {m.shape} differ")
+    if m.dtype.kind == "f":
+        bad = m.size - int(np.count_nonzero(np.isfinite(m)))
+        if bad:
+            raise MetricsError(f"masks has {bad} non-finite values (NaN or inf) out of {m.size}")
+    defect = m > 0
+    n_defect = int(np.count_nonzero(defect))
+    if n_defect == 0:
+        raise MetricsError(f"masks have no defect pixel in {maps.shape[0]} images: PRO and pixel metrics need one")
+    if n_defect == defect.size:
+        raise MetricsError(f"masks have no defect-free pixel in {maps.shape[0]} images: the FPR is undefined")
+    return maps, defect
+
+
+def _check_limit(fpr_limit: float) -> float:
+    try:
+        limit = float(fpr_limit)
+    except (TypeError, ValueError):
+        limit = math.nan
+    if not 0.0 < limit <= 1.0:  # also false for NaN
+        raise MetricsError(f"fpr_limit must be in (0, 1], got {fpr_limit!r}")
+    return limit
+
+
+def _pr_metrics(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(average precision, best F1) from one ``precision_recall_curve`` call (one sort of the scores)."""
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    # sklearn's average_precision_score is exactly this step sum over the same curve
+    ap = max(0.0, float(-np.sum(np.diff(recall) * precision[:-1])))
+    denom = precision + recall
+    f1 = np.divide(2.0 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)  # 0/0 -> 0
+    return ap, float(f1.max())
+
+
+def f1_max(scores: ArrayLike, labels: ArrayLike) -> float:
+    """Best F1 = max over thresholds of 2PR / (P + R), from sklearn's ``precision_recall_curve``."""
+    s = _scores(scores, "scores", 1)
+    y = _binary(labels, "labels")
+    if s.shape != y.shape:
+        raise MetricsError(f"scores length {s.shape[0]} and labels length {y.shape[0]} differ")
+    if not y.any():
+        raise MetricsError(f"labels are all 0 ({y.size} samples): F1 needs a positive sample")
+    return _pr_metrics(s, y)[1]
+
+
+def _pro_curve(maps: np.ndarray, defect: np.ndarray, fpr_limit: float) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, PRO) of validated inputs, one point per distinct score from (0, 0), up to the first point past fpr_limit.
+
+    One sort instead of a loop over thresholds: with the defect-free scores sorted,
+    the count at or above t is a ``searchsorted``; each defect pixel of region r
+    carries weight 1 / (|r| * n_regions), so PRO(t) is the summed weight of the defect
+    pixels at or above t, read off a cumulative sum over them in descending score order.
+    """
+    labels, n_regions = ndimage.label(defect, structure=_REGION_STRUCTURE)  # (N, H, W), 0 = defect-free
+    neg = maps[~defect]  # (P_neg,) scores of defect-free pixels
+    pos = maps[defect]  # (P_pos,) scores of defect pixels
+    region = labels[defect]  # (P_pos,) region id of each, 1..n_regions
+    sizes = np.bincount(region, minlength=n_regions + 1).astype(np.float64)  # sizes[r] = |r|
+    weight = 1.0 / (sizes[region] * n_regions)  # (P_pos,) float64; each region sums to 1 / n_regions
+    n_neg = neg.size
+
+    # Pixels below the m-th highest defect-free score v only make points past the
+    # first one beyond the limit: at v, m > limit * n_neg + 1 defect-free pixels are
+    # positive (one spare against rounding). Dropping them leaves about a fraction
+    # fpr_limit of the pixels to sort.
+    m = min(math.floor(fpr_limit * n_neg) + 2, n_neg)
+    if m < n_neg:
+        v = np.partition(neg, n_neg - m)[n_neg - m]
+        neg = neg[neg >= v]
+        keep = pos >= v
+        pos, weight = pos[keep], weight[keep]
+
+    neg_sorted = np.sort(neg)  # ascending
+    order = np.argsort(pos, kind="stable")
+    pos_sorted = pos[order]  # ascending
+    top_weight = np.concatenate(([0.0], np.cumsum(weight[order][::-1])))  # [k] = weight of the k top-scoring defect pixels
+    thresholds = np.unique(np.concatenate((neg_sorted, pos_sorted)))[::-1]  # distinct scores, descending
+    n_fp = neg_sorted.size - np.searchsorted(neg_sorted, thresholds, side="left")  # defect-free pixels >= t
+    n_tp = pos_sorted.size - np.searchsorted(pos_sorted, thresholds, side="left")  # defect pixels >= t
+    fpr = np.concatenate(([0.0], n_fp / n_neg))
+    pro = np.concatenate(([0.0], top_weight[n_tp]))
+    return fpr, pro
+
+
+def _area_to_limit(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float) -> float:
+    """Trapezoid area under pro(fpr) on [0, fpr_limit], cut at fpr_limit by interpolation, / fpr_limit."""
+    k = int(np.searchsorted(fpr, fpr_limit, side="right"))  # points with fpr <= limit (fpr is non-decreasing)
+    x, y = fpr[:k], pro[:k]
+    if k < fpr.size:  # fpr[k - 1] <= limit < fpr[k]: end the curve at the limit
+        t = (fpr_limit - fpr[k - 1]) / (fpr[k] - fpr[k - 1])
+        x = np.append(x, fpr_limit)
+        y = np.append(y, pro[k - 1] + t * (pro[k] - pro[k - 1]))
+    area = float(np.sum(np.diff(x) * (y[1:] + y[:-1]) * 0.5))
+    return min(max(area / fpr_limit, 0.0), 1.0)  # clip float rounding only
+
+
+def pro_curve(anomaly_maps: ArrayLike, masks: ArrayLike, fpr_limit: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The PRO curve as (FPR, PRO) arrays, starting at (0, 0), one point per distinct score.
+
+    The curve is complete up to its first point past ``fpr_limit`` and stops there
+    (the default 1.0 gives the whole curve, e.g. for plotting).
+    """
+    limit = _check_limit(fpr_limit)
+    maps, defect = _maps_and_masks(anomaly_maps, masks)
+    return _pro_curve(maps, defect, limit)
+
+
+def pro_score(anomaly_maps: ArrayLike, masks: ArrayLike, fpr_limit: float = 0.3) -> float:
+    """Normalised area under the PRO curve for FPR in [0, fpr_limit] (MVTec AD's PRO)."""
+    limit = _check_limit(fpr_limit)
+    maps, defect = _maps_and_masks(anomaly_maps, masks)
+    fpr, pro = _pro_curve(maps, defect, limit)
+    return _area_to_limit(fpr, pro, limit)
+
+
+def compute_metrics(
+    image_scores: ArrayLike,
+    image_labels: ArrayLike,
+    anomaly_maps: ArrayLike,
+    masks: ArrayLike,
+    fpr_limit: float = 0.3,
+) -> dict[str, float]:
+    """All metrics of one category: image level over (N,) scores, pixel level and PRO over (N, H, W) maps.
+
+    ``image_labels`` is 1 for a defective image; ``masks`` count any value > 0 as defect.
+    Returns the floats named in ``METRIC_KEYS``, each in [0, 1].
+    """
+    limit = _check_limit(fpr_limit)
+    scores = _scores(image_scores, "image_scores", 1)
+    labels = _binary(image_labels, "image_labels")
+    if scores.shape != labels.shape:
+        raise MetricsError(f"image_scores length {scores.shape[0]} and image_labels length {labels.shape[0]} differ")
+    if not labels.any():
+        raise MetricsError(f"image_labels has no defective image (all {labels.size} are 0)")
+    if labels.all():
+        raise MetricsError(f"image_labels has no good image (all {labels.size} are 1)")
+    maps, defect = _maps_and_masks(anomaly_maps, masks)
+    if maps.shape[0] != scores.shape[0]:
+        raise MetricsError(f"anomaly_maps has {maps.shape[0]} images but image_scores has {scores.shape[0]}")
+
+    image_ap, image_f1 = _pr_metrics(scores, labels)
+    pixel_scores, pixel_labels = maps.ravel(), defect.ravel()
+    pixel_ap, pixel_f1 = _pr_metrics(pixel_scores, pixel_labels)
+    fpr, pro = _pro_curve(maps, defect, limit)
+    return {
+        "image_auroc": float(roc_auc_score(labels, scores)),
+        "image_ap": image_ap,
+        "image_f1_max": image_f1,
+        "pixel_auroc": float(roc_auc_score(pixel_labels, pixel_scores)),
+        "pixel_ap": pixel_ap,
+        "pixel_f1_max": pixel_f1,
+        "pro": _area_to_limit(fpr, pro, limit),
+    }

