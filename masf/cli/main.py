@@ -13,6 +13,9 @@ from rich.console import Console
 from rich.text import Text
 
 from masf.cli import data as data_cmd
+from masf.cli.leaderboard import leaderboard
+from masf.cli.run import run, ui
+from masf.cli.train import train
 from masf.errors import MasfError
 
 app = typer.Typer(
@@ -23,6 +26,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cmd.app, name="data")
+app.command(help="Train and evaluate one (category, variant, seed) trial.")(train)
+app.command(help="Sweep categories x variants x seeds on Ray Tune, tracked in MLflow.")(run)
+app.command(help="Serve the MLflow UI on the sweep store (127.0.0.1 unless told otherwise).")(ui)
+app.command(help="Paper-style tables from the MLflow runs: per category and per ablation variant.")(leaderboard)
+
+
+@app.command()
+def variants() -> None:
+    """List the registered ablation variants and what each switches off."""
+    from masf.variants import get_variant, list_variants
+
+    console = Console(highlight=False)
+    for name in list_variants():
+        v = get_variant(name)
+        tag = " (baseline)" if v.baseline else ""
+        console.print(f"[bold]{name}[/]{tag}: {v.description}")
 
 err_console = Console(stderr=True)
 

@@ -1,0 +1,92 @@
+"""``masf-bench run`` (the sweep), ``masf-bench leaderboard`` and ``masf-bench ui``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from masf.cli.train import PRESET_HELP, SET_HELP
+from masf.errors import MasfError
+
+
+def _csv(value: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(value) or ["0"]]
+    except ValueError:
+        raise MasfError(f"--seeds: expected integers separated by commas, got '{value}'") from None
+
+
+def run(
+    all_categories: bool = typer.Option(False, "--all-categories", help="Every category folder under the data root."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated categories, e.g. bottle,wood."),
+    variants: Optional[str] = typer.Option(None, "--variants", help="Comma-separated variants (default: full). See `masf-bench variants`."),
+    ablations: bool = typer.Option(False, "--ablations", help="Every registered variant plus the baseline."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
+    preset: str = typer.Option("smoke", "--preset", "-p", help=PRESET_HELP),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset root in MVTec layout (default: $MVTEC_AD_ROOT, else the synthetic dataset)."),
+    address: Optional[str] = typer.Option(None, "--address", envvar="MASF_RAY_ADDRESS", help="Ray cluster: auto, host:port or ray://host:10001 (default: a local Ray in-process)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow store (default: sqlite file mlflow.db in the working directory)."),
+    experiment: str = typer.Option("masf-bench", "--experiment", "-e", envvar="MASF_EXPERIMENT", help="MLflow experiment of the sweep."),
+    storage: Optional[Path] = typer.Option(None, "--storage", envvar="MASF_STORAGE", help="Trial checkpoints and results (default: ./masf-runs; shared storage on a cluster)."),
+    gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs per trial, fractions allowed (default: 1 when the cluster has GPUs, else 0)."),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPUs per trial (also its torch threads)."),
+    max_concurrent: int = typer.Option(0, "--max-concurrent", help="Most trials at once (0: as many as resources allow)."),
+    max_failures: int = typer.Option(2, "--max-failures", help="Retries of a failing trial, each from its last checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Finish a stopped sweep (same arguments): only missing trials run."),
+) -> None:
+    """Sweep categories x variants x seeds on Ray Tune, tracked in MLflow."""
+    from masf.runner.sweep import SweepOptions, run_sweep
+
+    if all_categories and categories:
+        raise MasfError("give --all-categories or --categories, not both")
+    if ablations and variants:
+        raise MasfError("give --ablations or --variants, not both")
+    opts = SweepOptions(
+        categories=_csv(categories), all_categories=all_categories, variants=_csv(variants), ablations=ablations,
+        seeds=_seeds(seeds), preset=preset, overrides=list(overrides), data_root=str(data_root) if data_root else None,
+        address=address, tracking_uri=tracking_uri, experiment=experiment, storage=str(storage) if storage else None,
+        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
+        max_failures=max_failures, resume=resume,
+    )
+    console = Console(highlight=False)
+    summary = run_sweep(opts, console)
+    console.print(
+        f"sweep {summary.name}: {len(summary.done)} done, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
+        f"wall {summary.wall_seconds:.1f} s, trials {summary.trial_seconds:.1f} s, {summary.concurrency} at once, "
+        f"efficiency {summary.efficiency:.2f}"
+    )
+    for key, error in sorted(summary.failed.items()):
+        console.print(f"[red]failed[/] {key}: {error}", markup=True, soft_wrap=True)
+    if summary.unlogged_events:
+        console.print(f"[yellow]{summary.unlogged_events} MLflow events could not be logged; they wait in "
+                      f"{summary.storage}/tracking-spool.jsonl and are logged by the next --resume[/]", markup=True)
+    console.print(f"results: masf-bench leaderboard --experiment {summary.experiment}"
+                  + (f" --tracking-uri {summary.tracking_uri}" if opts.tracking_uri else "") + "   browse: masf-bench ui")
+    if summary.failed:
+        raise typer.Exit(2)
+
+
+def ui(
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow store (default: ./mlflow.db)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 127.0.0.1 keeps it on this machine."),
+    port: int = typer.Option(5000, "--port", help="Port to serve on."),
+) -> None:
+    """Serve the MLflow UI on the default store, bound to 127.0.0.1 unless told otherwise."""
+    from masf.runner.tracking import default_tracking_uri, ui_command
+
+    cmd = ui_command(tracking_uri or default_tracking_uri(), host, port)
+    Console(highlight=False).print(f"MLflow UI on http://{host}:{port}  (store {cmd[cmd.index('--backend-store-uri') + 1]}); Ctrl+C stops it")
+    try:
+        raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None

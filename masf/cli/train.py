@@ -1,0 +1,91 @@
+"""``masf-bench train``: one (category, variant, seed) trial with a progress bar and a metrics table."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from masf.config import Config, build_config
+from masf.trainer import METRIC_KEYS
+
+PRESET_HELP = "Config preset: paper, cpu, smoke, or a path to a YAML file."
+SET_HELP = "Override a config value, e.g. --set train.epochs=3 (repeatable)."
+
+
+def make_config(preset: str, overrides: list[str], **fields: Any) -> Config:
+    """Preset <- explicit CLI fields (dotted keys, None = not given) <- --set overrides."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    variant = given.pop("variant", None)
+    flat = [f"{k}={v}" for k, v in given.items()]
+    return build_config(preset, flat + list(overrides or []), variant=variant)
+
+
+def metrics_table(row: dict[str, Any], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("last", justify="right")
+    table.add_column(f"best_on_test (epoch {row['best_epoch']}, test-selected)", justify="right")
+    for key in METRIC_KEYS:
+        table.add_row(key, f"{row[f'last/{key}']:.4f}", f"{row[f'best_on_test/{key}']:.4f}")
+    return table
+
+
+def train(
+    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="MVTEC_AD_ROOT", help="Dataset root in MVTec layout (env: MVTEC_AD_ROOT)."),
+    category: str = typer.Option(..., "--category", "-c", help="Category folder under the data root."),
+    variant: str = typer.Option("full", "--variant", "-v", help="Ablation variant (see `masf-bench variants`)."),
+    preset: str = typer.Option("cpu", "--preset", "-p", help=PRESET_HELP),
+    seed: Optional[int] = typer.Option(None, "--seed", "-s", help="Random seed (default: the preset's)."),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder of the trial (result.json, figures, checkpoint)."),
+    resume: bool = typer.Option(True, "--resume/--restart", help="Continue from out/checkpoint.pt when it exists."),
+) -> None:
+    """Train and evaluate one trial; print its metrics (last epoch, and the paper's test-selected best)."""
+    from masf.trial import run_trial  # torch and timm load here, not for --help
+
+    cfg = make_config(
+        preset,
+        overrides,
+        variant=variant,
+        **{"data.root": str(data_root.resolve()) if data_root else None, "data.category": category, "train.seed": seed},
+    )
+    console = Console(highlight=False)
+    console.print(f"[bold]{cfg.data.category}[/] / {cfg.variant} / seed {cfg.train.seed}  preset {cfg.preset}, "
+                  f"teacher {cfg.model.teacher.name} ({cfg.model.teacher.weights}), {cfg.data.image_size} px -> {out}")
+    interactive = sys.stdout.isatty() and not os.environ.get("CI")
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not interactive,
+    )
+
+    with progress:
+        epochs = progress.add_task("epochs", total=max(cfg.train.epochs, 1), info="")
+        batches = progress.add_task("batches", total=1, info="")
+
+        def on_batch(done: int, total: int) -> None:
+            progress.update(batches, completed=done, total=total)
+
+        def on_epoch(record: dict[str, Any]) -> None:
+            parts = [f"loss {record['loss']:.4f}"] if record.get("batches") else []
+            if record.get("skipped_batches"):
+                parts.append(f"skipped {record['skipped_batches']}")
+            if "image_auroc" in record:
+                parts.append(f"img {record['image_auroc']:.3f} px {record['pixel_auroc']:.3f} pro {record['pro']:.3f}")
+            info = "  ".join(parts)
+            progress.update(epochs, completed=max(record["epoch"], 1 if record.get("final") else 0), info=info)
+            if not interactive:
+                console.print(f"epoch {record['epoch']}: {info}")
+
+        row = run_trial(cfg, out, on_epoch=on_epoch, on_batch=on_batch, resume=resume)
+    console.print(metrics_table(row, f"{row['category']} / {row['variant']} / seed {row['seed']}"))
+    console.print(
+        f"skipped batches {row['skipped_batches']}/{row['total_batches']}  train {row['train_seconds']:.1f} s  "
+        f"inference {row['infer_ms_per_image']:.1f} ms/img ({row['infer_ms_per_image_ttsa']:.1f} with TTSA)  device {row['device']}"
+    )

@@ -1,0 +1,417 @@
+"""Paper-style tables from a sweep's trial runs: per category (Table 3) and per variant (Table 4).
+
+Pure pandas and matplotlib; the runs are the dicts of ``masf.runner.tracking.load_trial_runs``.
+Values are percentages, mean ± sample std (ddof=1) over the finished seeds. A failed,
+running or missing trial shows as such and is left out of every mean, never counted as 0.
+"last epoch" is the headline; the test-selected best epoch is labelled "test-selected (paper protocol)".
+The display tables carry their numeric frame in ``table.attrs["numbers"]`` (what csv writes)
+and their caption in ``table.attrs["caption"]``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from masf.errors import MasfError  # noqa: E402
+from masf.variants import get_variant, list_variants  # noqa: E402
+
+SELECTIONS = {"last": "last epoch", "best_on_test": "test-selected (paper protocol)"}
+FORMATS = ("table", "md", "csv", "latex")
+METRICS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pro": "PRO", "image_ap": "image AP"}
+_TEXT = ("warnings", "notes")  # left-aligned columns
+ALL_SWEEPS = "all"  # --sweep all: merge every sweep of the experiment
+_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running", "SCHEDULED": "running"}
+_WORST = ["failed", "killed", "no result", "running", "missing", "finished"]  # what a category with no result shows
+_INFO = ["preset", "backbone", "weights_source", "device"]  # tags kept per trial
+_BASE = ["sweep", "trial_key", "category", "variant", "seed", "status", "error", "run_id", "start_time", *_INFO]
+
+Trial = tuple[str, str, int]  # (category, variant, seed)
+
+
+class LeaderboardError(MasfError):
+    """The runs cannot give the requested table (no runs, unknown variant or sweep, bad option)."""
+
+
+def check_choice(value: str, choices: Sequence[str], option: str) -> str:
+    if value not in choices:
+        raise LeaderboardError(f"{option}: expected one of {', '.join(choices)}, got '{value}'")
+    return value
+
+
+# ---------------------------------------------------------------- runs -> one row per trial
+
+
+def _sweep_order(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Sweep names, newest first (by the latest start of any of their trials)."""
+    latest: dict[str, int] = {}
+    for r in runs:
+        name = r.get("tag:masf.sweep", "")
+        latest[name] = max(latest.get(name, 0), int(r.get("start_time") or 0))
+    return sorted(latest, key=lambda s: -latest[s])
+
+
+def pick_sweeps(runs: Sequence[Mapping[str, Any]], sweep: Optional[str] = None) -> list[str]:
+    """The sweeps a table shows: the named one, every one ("all"), or by default the newest."""
+    order = _sweep_order(runs)
+    if not order:
+        raise LeaderboardError("no trial runs")
+    if sweep is None:
+        return order[:1]
+    if sweep == ALL_SWEEPS:
+        return order
+    if sweep not in order:
+        raise LeaderboardError(f"no trial runs of sweep '{sweep}' (sweeps here: {', '.join(order)})")
+    return [sweep]
+
+
+def planned_from_params(params: Mapping[str, str]) -> list[Trial]:
+    """The trials a sweep planned, from its parent run's params 'categories', 'variants', 'seeds'."""
+    split = lambda key: [p.strip() for p in str(params.get(key, "")).split(",") if p.strip()]  # noqa: E731
+    return [(c, v, int(s)) for c, v, s in itertools.product(split("categories"), split("variants"), split("seeds"))]
+
+
+def _row(run: Mapping[str, Any]) -> dict[str, Any]:
+    key = run.get("tag:masf.trial_key", "")
+    parts = key.split("/") if key.count("/") == 2 else ["", "", "seed-1"]
+    seed = run.get("tag:seed", parts[2].removeprefix("seed"))
+    status = _STATUS.get(str(run.get("status")), str(run.get("status", "")).lower())
+    if status == "finished" and "last/image_auroc" not in run:
+        status = "no result"
+    row = {
+        "sweep": run.get("tag:masf.sweep", ""), "trial_key": key, "category": run.get("tag:category", parts[0]),
+        "variant": run.get("tag:variant", parts[1]), "seed": int(seed), "status": status,
+        "error": (str(run.get("tag:masf.error", "")).strip().splitlines() or [""])[0],
+        "run_id": run.get("run_id", ""), "start_time": int(run.get("start_time") or 0),
+        **{k: str(run.get(f"tag:{k}", "")) for k in _INFO},
+    }
+    row.update({k: float(v) for k, v in run.items() if k not in row and not k.startswith("tag:")
+                and isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return row
+
+
+def runs_frame(runs: Sequence[Mapping[str, Any]], sweep: Optional[str] = None, expected: Optional[Sequence[Trial]] = None) -> pd.DataFrame:
+    """One row per trial key of the chosen sweep(s) (see ``pick_sweeps``), planned-but-absent trials as 'missing'.
+
+    Several runs of one key: the FINISHED one wins, else the newest. Without ``expected``
+    the plan of each sweep is the product of the categories, variants and seeds seen in it
+    (a sweep always plans the full product). ``attrs``: 'sweeps' shown, 'all_sweeps' present.
+    """
+    chosen = pick_sweeps(runs, sweep)
+    df = pd.DataFrame([_row(r) for r in runs if r.get("tag:masf.sweep", "") in chosen])
+    df = df.assign(_done=df.status.eq("finished")).sort_values(["_done", "start_time"], ascending=False)
+    df = df.drop_duplicates(["category", "variant", "seed"]).drop(columns="_done")
+    plan: set[Trial] = set(map(tuple, expected or []))
+    if expected is None:
+        for _, g in df.groupby("sweep"):
+            plan |= set(itertools.product(g.category.unique(), g.variant.unique(), g.seed.unique()))
+    seen = set(zip(df.category, df.variant, df.seed))
+    missing = [{"sweep": chosen[0] if len(chosen) == 1 else "", "trial_key": f"{c}/{v}/seed{s}", "category": c, "variant": v,
+                "seed": int(s), "status": "missing", "error": "", "run_id": "", "start_time": 0, **dict.fromkeys(_INFO, "")} for c, v, s in sorted(plan - seen)]
+    df = pd.concat([df, pd.DataFrame(missing, columns=_BASE)], ignore_index=True) if missing else df
+    rank = {v: i for i, v in enumerate(list_variants())}
+    df = df.assign(_v=df.variant.map(lambda v: rank.get(v, len(rank)))).sort_values(["category", "_v", "variant", "seed"])
+    metrics = sorted([c for c in df.columns if c not in _BASE and c != "_v"], key=lambda c: (not c.startswith("last/"), not c.startswith("best_on_test/"), c))
+    df = df[_BASE + metrics].reset_index(drop=True)
+    df["seed"] = df.seed.astype(int)
+    df.attrs.update(sweeps=chosen, all_sweeps=_sweep_order(runs))
+    return df
+
+
+def variants_in(df: pd.DataFrame) -> list[str]:
+    """The variants present, in registry order (unregistered ones last)."""
+    known = list_variants()
+    present = set(df.variant)
+    return [v for v in known if v in present] + sorted(present - set(known))
+
+
+# ---------------------------------------------------------------- numbers
+
+
+def _finished(g: pd.DataFrame, selection: str) -> pd.DataFrame:
+    col = f"{selection}/image_auroc"
+    return g[g.status.eq("finished") & (np.isfinite(g[col]) if col in g else False)]
+
+
+def _seeds(seeds: Sequence[int]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, sorted(seeds)))}"
+
+
+def _notes(g: pd.DataFrame, ok: pd.DataFrame, skipped: float, total: float) -> str:
+    notes = []
+    for (status, error), bad in g.drop(ok.index).groupby(["status", "error"], sort=False):
+        notes.append(f"{_seeds(bad.seed.tolist())} {status}" + (f": {error[:80]}" if error else ""))
+    if skipped > 0:
+        notes.append(f"skipped {skipped:.0f}/{total:.0f} batches (non-finite loss)")
+    return "; ".join(notes)
+
+
+def _worst(statuses: pd.Series) -> str:
+    rank = lambda s: _WORST.index(s) if s in _WORST else 0  # noqa: E731
+    worst = min(statuses, key=rank)
+    return "no result" if worst == "finished" else worst  # finished, but without this selection's metrics
+
+
+def category_numbers(df: pd.DataFrame, variant: str = "full", selection: str = "last") -> pd.DataFrame:
+    """Per category (sorted) and a final 'mean' row: '<metric>_mean' / '_std' in %, seeds, batches, warnings."""
+    check_choice(selection, list(SELECTIONS), "--selection")
+    sub = df[df.variant == variant]
+    if sub.empty:
+        raise LeaderboardError(f"no trials of variant '{variant}' (variants here: {', '.join(variants_in(df))})")
+    rows: dict[str, dict[str, Any]] = {}
+    for cat, g in sub.groupby("category", sort=True):
+        ok = _finished(g, selection)
+        row: dict[str, Any] = {}
+        for m in METRICS:
+            vals = ok[f"{selection}/{m}"].dropna() * 100.0 if f"{selection}/{m}" in ok else pd.Series(dtype=float)
+            row[f"{m}_mean"] = vals.mean() if len(vals) else math.nan
+            row[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
+        skipped, total = (float(ok[k].sum()) if k in ok else 0.0 for k in ("skipped_batches", "total_batches"))
+        row.update(seeds_finished=len(ok), seeds_planned=len(g), skipped_batches=skipped, total_batches=total,
+                   status="ok" if len(ok) == len(g) else ("partial" if len(ok) else _worst(g.status)),
+                   warnings=_notes(g, ok, skipped, total))
+        rows[cat] = row
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    done = out[out.seeds_finished > 0]
+    mean = {f"{m}_mean": done[f"{m}_mean"].mean() for m in METRICS}
+    excluded = [c for c in out.index if c not in done.index]
+    mean.update(seeds_finished=int(out.seeds_finished.sum()), seeds_planned=int(out.seeds_planned.sum()),
+                skipped_batches=out.skipped_batches.sum(), total_batches=out.total_batches.sum(), status="mean",
+                warnings=f"mean over {len(done)} of {len(out)} categories" + (f" (excluded: {', '.join(excluded)})" if excluded else ""))
+    out.loc["mean"] = pd.Series(mean)
+    out.index.name = "category"
+    return out[[f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + ["seeds_finished", "seeds_planned", "skipped_batches", "total_batches", "status", "warnings"]]
+
+
+def ablation_numbers(df: pd.DataFrame, selection: str = "last", reference: str = "full") -> pd.DataFrame:
+    """Per variant (registry order): each metric averaged over categories (seeds first) and its Δ vs ``reference``.
+
+    Δ is paired: the mean over the categories both the variant and the reference have.
+    """
+    per = {v: category_numbers(df, v, selection).drop(index="mean") for v in variants_in(df)}
+    ref = per.get(reference)
+    ref_cats = set(ref.index[ref.seeds_finished > 0]) if ref is not None else set()
+    rows = {}
+    for v, cn in per.items():
+        have = cn[cn.seeds_finished > 0]
+        row: dict[str, Any] = {}
+        shared = sorted(set(have.index) & ref_cats)
+        for m in METRICS:
+            row[m] = have[f"{m}_mean"].mean() if len(have) else math.nan
+            row[f"delta_{m}"] = (have.loc[shared, f"{m}_mean"] - ref.loc[shared, f"{m}_mean"]).mean() if shared else math.nan
+        notes = []
+        baseline = v in list_variants() and get_variant(v).baseline
+        if baseline:
+            notes.append("baseline, not a MASF ablation")
+        lacks = sorted(ref_cats - set(have.index))
+        if v != reference and lacks:
+            notes.append(f"lacks {', '.join(lacks)} ({reference} has {'it' if len(lacks) == 1 else 'them'}); Δ over {len(shared)} shared categor{'y' if len(shared) == 1 else 'ies'}")
+        if ref is None:
+            notes.append(f"no '{reference}' trials: no Δ")
+        bad = [c for c in cn.index if 0 < cn.loc[c, "seeds_finished"] < cn.loc[c, "seeds_planned"]]
+        if bad:
+            notes.append(f"incomplete seeds in {', '.join(bad)}")
+        row.update(categories=len(have), categories_planned=len(cn), baseline=baseline, notes="; ".join(notes))
+        rows[v] = row
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "variant"
+    return out[list(METRICS) + [f"delta_{m}" for m in METRICS] + ["categories", "categories_planned", "baseline", "notes"]]
+
+
+# ---------------------------------------------------------------- display tables
+
+
+def _pct(mean: float, std: float = math.nan) -> str:
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def _caption(df: pd.DataFrame, selection: str, extra: str) -> str:
+    sweeps, every = df.attrs.get("sweeps", []), df.attrs.get("all_sweeps", [])
+    where = ""
+    if sweeps:
+        where = f"sweep {', '.join(sweeps)}" + (f" (newest of {len(every)} in the experiment; --sweep NAME or --sweep all to choose)"
+                                                if len(sweeps) == 1 and len(every) > 1 else "") + "; "
+    done = df[df.status.eq("finished")]
+    for key in ("preset", "backbone"):  # merged sweeps may mix them: say so
+        values = sorted(set(done[key]) - {""})
+        where += f"mixed {key}s: {', '.join(values)}; " if len(values) > 1 else ""
+    sel = SELECTIONS[selection] + (": each trial's best epoch chosen on the test set, optimistic" if selection == "best_on_test" else " (headline)")
+    return f"Selection: {sel}. {where}{_seeds(done.seed.unique().tolist()) if len(done) else 'no finished seeds'}; values in %; {extra}"
+
+
+def category_table(df: pd.DataFrame, variant: str = "full", selection: str = "last") -> pd.DataFrame:
+    """Table 3: categories x (image AUROC, pixel AUROC, PRO, image AP) as 'mean ± std', seeds, warnings; a 'mean' row."""
+    nums = category_numbers(df, variant, selection)
+    rows = {}
+    for cat, r in nums.iterrows():
+        status = r.status if r.status not in ("ok", "partial", "mean") else ""
+        cells = {label: (status or "n/a") if math.isnan(r[f"{m}_mean"]) else _pct(r[f"{m}_mean"], r[f"{m}_std"])
+                 for m, label in METRICS.items()}
+        rows[cat] = {**cells, "seeds": f"{int(r.seeds_finished)}/{int(r.seeds_planned)}", "warnings": r.warnings}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "category"
+    table.attrs.update(numbers=nums, caption=_caption(df[df.variant == variant], selection,
+                       "mean ± sample std over finished seeds (one seed: the mean alone); seeds = finished/planned; "
+                       "failed, running and missing trials are left out of the means, never counted as 0; "
+                       "the mean row averages the per-category means."))
+    return table
+
+
+def ablation_table(df: pd.DataFrame, selection: str = "last", reference: str = "full") -> pd.DataFrame:
+    """Table 4: variants (registry order) x metrics averaged over categories, each with its Δ vs ``reference``."""
+    nums = ablation_numbers(df, selection, reference)
+    rows = {}
+    for v, r in nums.iterrows():
+        row = {}
+        for m, label in METRICS.items():
+            row[label] = "n/a" if math.isnan(r[m]) else f"{r[m]:.2f}"
+            row[f"Δ {label}"] = "—" if v == reference else ("n/a" if math.isnan(r[f"delta_{m}"]) else f"{r[f'delta_{m}']:+.2f}")
+        row.update(categories=f"{int(r.categories)}/{int(r.categories_planned)}", notes=r.notes)
+        rows[f"{v} (baseline)" if r.baseline else v] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "variant"
+    table.attrs.update(numbers=nums, caption=_caption(df, selection,
+                       f"per variant: mean over seeds per category, then over categories; Δ = change vs {reference} in "
+                       "percentage points over the categories both have; failed and missing trials left out."))
+    return table
+
+
+def _latex(text: Any) -> str:
+    out = "".join({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+                   "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}.get(ch, ch) for ch in str(text))
+    return out.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "---")
+
+
+def format_table(table: pd.DataFrame, fmt: str, title: str) -> Union[str, Table]:
+    """'table' a rich Table; 'md' GitHub markdown; 'csv' the numeric frame; 'latex' a booktabs table."""
+    check_choice(fmt, FORMATS, "--format")
+    caption = table.attrs.get("caption", "")
+    header = [table.index.name or ""] + [str(c) for c in table.columns]
+    body = [[str(i)] + [str(v) for v in row] for i, row in zip(table.index, table.itertuples(index=False))]
+    if fmt == "csv":
+        return table.attrs.get("numbers", table).to_csv()
+    if fmt == "table":
+        rich = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+        for i, h in enumerate(header):
+            text = h in _TEXT  # only notes and headers wrap; numbers and names keep their width
+            width = max([len(row[i]) for row in body] + [len(w) for w in h.split()])
+            rich.add_column(h, justify="left" if i == 0 or text else "right", min_width=min(width, 28) if text else width)
+        for i, row in enumerate(body):
+            rich.add_row(*row, end_section=i == len(body) - 2 and body[-1][0] == "mean")
+        return rich
+    if fmt == "md":
+        cell = lambda s: s.replace("|", "\\|")  # noqa: E731
+        lines = [f"### {title}", "", f"_{caption}_", "", "| " + " | ".join(map(cell, header)) + " |",
+                 "|" + "|".join("---" if i == 0 or h in _TEXT else "---:" for i, h in enumerate(header)) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(map(cell, row)) + " |" for row in body]) + "\n"
+    lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{_latex(title)}. {_latex(caption)}}}",
+             r"\begin{tabular}{" + "".join("l" if i == 0 or h in _TEXT else "r" for i, h in enumerate(header)) + "}", r"\toprule", " & ".join(map(_latex, header)) + r" \\", r"\midrule"]
+    for row in body:
+        if row[0] == "mean":
+            lines.append(r"\midrule")
+        lines.append(" & ".join(map(_latex, row)) + r" \\")
+    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}", r"\end{table}"]) + "\n"
+
+
+def category_title(variant: str, selection: str) -> str:
+    return f"{variant}: per-category results, {SELECTIONS[selection]}"
+
+
+def ablation_title(selection: str) -> str:
+    return f"Ablation: variants averaged over categories, {SELECTIONS[selection]}"
+
+
+# ---------------------------------------------------------------- figure and the sweep's files
+
+
+def category_bars(df: pd.DataFrame, path: Path, selection: str = "last", metric: str = "image_auroc") -> Path:
+    """Grouped bars: one group per category, one bar per variant, error bars = sample std over seeds."""
+    check_choice(metric, list(METRICS), "metric")
+    variants = variants_in(df)
+    per = {v: category_numbers(df, v, selection).drop(index="mean") for v in variants}
+    cats = sorted(df.category.unique())
+    width = 0.8 / len(variants)
+    fig, ax = plt.subplots(figsize=(min(24.0, 2.0 + 0.35 * len(cats) * len(variants) + 0.5 * len(cats)), 4.5))
+    means = pd.concat([p[f"{metric}_mean"] for p in per.values()])
+    low = max(0.0, math.floor((means.min() if means.notna().any() else 50.0) - 5.0))
+    for i, v in enumerate(variants):
+        cn = per[v].reindex(cats)
+        x = np.arange(len(cats)) + (i - (len(variants) - 1) / 2) * width
+        mean, std = cn[f"{metric}_mean"].to_numpy(float), cn[f"{metric}_std"].to_numpy(float)
+        ax.bar(x, np.where(np.isnan(mean), 0.0, mean - low), width, bottom=low, label=v)
+        spread = ~np.isnan(std)  # one seed: no error bar rather than a zero one
+        ax.errorbar(x[spread], mean[spread], yerr=std[spread], fmt="none", ecolor="black", capsize=2)
+        for xi, m, status in zip(x, mean, cn.status.fillna("missing")):
+            if np.isnan(m):
+                ax.text(xi, low + 0.5, "missing" if status == "missing" else status, rotation=90, ha="center", va="bottom", fontsize=7, color="red")
+    ax.set_xticks(np.arange(len(cats)), cats, rotation=30, ha="right")
+    ax.set_ylim(low, 100.0)
+    ax.set_ylabel(f"{METRICS[metric]} (%)")
+    done = df[df.status.eq("finished")]
+    ax.set_title(f"{METRICS[metric]} per category, {SELECTIONS[selection]}; "
+                 f"{_seeds(done.seed.unique().tolist()) if len(done) else 'no finished seeds'}; error bars: std over seeds", fontsize=10)
+    ax.legend(fontsize=8, ncol=min(4, len(variants)))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def markdown_report(df: pd.DataFrame) -> str:
+    """Every variant's per-category table and the ablation table, for the last epoch and the test-selected epoch."""
+    parts = []
+    for selection, label in SELECTIONS.items():
+        parts.append(f"## {label}" + (" (headline)" if selection == "last" else ""))
+        for v in variants_in(df):
+            parts.append(format_table(category_table(df, v, selection), "md", category_title(v, selection)))
+        if len(variants_in(df)) > 1:
+            parts.append(format_table(ablation_table(df, selection), "md", ablation_title(selection)))
+    return "# masf-bench leaderboard\n\n" + "\n".join(p if p.endswith("\n") else p + "\n" for p in parts)
+
+
+def trial_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Numeric per-trial rows (metrics as fractions, as logged); missing trials keep empty metric cells, never 0."""
+    return df.drop(columns=["start_time"])
+
+
+def store_plan(tracking_uri: str, experiment: str, sweeps: Sequence[str]) -> Optional[list[Trial]]:
+    """The planned trials of these sweeps, from their parent runs' params."""
+    from masf.runner.tracking import load_sweep_params
+
+    params = load_sweep_params(tracking_uri, experiment)
+    plans = [planned_from_params(params[s]) for s in sweeps if s in params]
+    return [t for plan in plans for t in plan] if plans else None
+
+
+def load_frame(tracking_uri: str, experiment: str, sweep: Optional[str] = None) -> pd.DataFrame:
+    """The trial rows of a store's experiment (see ``runs_frame``); one line of error when there are none."""
+    from masf.runner.tracking import load_trial_runs
+
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).exists():
+        raise LeaderboardError(f"no MLflow store at {tracking_uri[len('sqlite:///'):]}: run `masf-bench run` first or pass --tracking-uri")
+    runs = load_trial_runs(tracking_uri, experiment)
+    if not runs:
+        raise LeaderboardError(f"no trial runs in experiment '{experiment}' of {tracking_uri}")
+    return runs_frame(runs, sweep, store_plan(tracking_uri, experiment, pick_sweeps(runs, sweep)))
+
+
+def write_sweep_leaderboard(tracking_uri: str, experiment: str, folder: Path, sweep: Optional[str] = None) -> list[Path]:
+    """folder/leaderboard.md (both selections), leaderboard.csv (per trial) and category_bars.png; returns the paths."""
+    df = load_frame(tracking_uri, experiment, sweep)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    md, csv = folder / "leaderboard.md", folder / "leaderboard.csv"
+    md.write_text(markdown_report(df))
+    trial_rows(df).to_csv(csv, index=False)
+    return [md, csv, category_bars(df, folder / "category_bars.png")]

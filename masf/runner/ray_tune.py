@@ -1,0 +1,253 @@
+"""Every Ray call of masf-bench lives here (Ray's API moves between releases).
+
+One Tune trial = one (category, variant, seed). The trainable calls the plain
+``masf.trial.run_trial`` and reports each epoch with the trainer's checkpoint,
+so ``FailureConfig`` retries continue from the last epoch. Trials never talk
+to MLflow: a Tune callback in the driver forwards their reports to the sweep
+(``TrialEvents``), which logs them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any, Optional, Protocol
+
+import ray
+from ray import tune
+
+from masf.errors import MasfError
+
+CHECKPOINT_MARK = "trial.json"  # written into every reported checkpoint: key, epoch, final
+ARTIFACTS = ("result.json", "config.yaml", "history.json", "figures")
+
+
+class TrialEvents(Protocol):
+    """What the driver hears about trials (called in the driver's thread)."""
+
+    def started(self, key: str, attempt: int) -> None: ...
+    def reported(self, key: str, result: dict[str, Any]) -> None: ...
+    def completed(self, key: str, result: dict[str, Any], checkpoint_dir: Optional[str]) -> None: ...
+    def failed(self, key: str, error: str) -> None: ...
+    def retrying(self, key: str, error: str) -> None: ...
+
+
+# ---------------------------------------------------------------- cluster
+
+
+def _probe(address: str) -> None:
+    """A TCP connect to host:port, so an unreachable cluster fails in seconds, not minutes."""
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise MasfError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start it with `ray start --head` or fix --address") from None
+
+
+def connect(address: Optional[str], num_cpus: Optional[int] = None, num_gpus: Optional[float] = None) -> dict[str, float]:
+    """Join ``address`` (``auto``, ``host:port`` or ``ray://host:10001``) or start Ray in-process. Returns cluster resources."""
+    if not ray.is_initialized():
+        common = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+        if address:
+            _probe(address)
+            try:
+                ray.init(address=address, **common)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+                raise MasfError(f"cannot connect to the Ray cluster at {address}: {first[:200]}") from None
+        else:
+            # the dashboard stays off; where it runs it binds to 127.0.0.1
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, dashboard_host="127.0.0.1", **common)
+    return {k: float(v) for k, v in ray.cluster_resources().items()}
+
+
+def shutdown() -> None:
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def node_info() -> dict[str, str]:
+    ctx = ray.get_runtime_context()
+    return {"ray_node": ctx.get_node_id(), "host": socket.gethostname(), "node_ip": ray.util.get_node_ip_address()}
+
+
+# ---------------------------------------------------------------- trainable (runs in Ray workers)
+
+
+def _numeric(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+
+
+def _report(metrics: dict[str, Any], files: dict[str, Path], mark: dict[str, Any]) -> None:
+    """tune.report with a checkpoint holding ``files`` (name -> path) and the trial mark."""
+    with tempfile.TemporaryDirectory(prefix="masf-ckpt-") as tmp:
+        for name, src in files.items():
+            if src.is_dir():
+                shutil.copytree(src, Path(tmp) / name)
+            elif src.exists():
+                shutil.copy2(src, Path(tmp) / name)
+        (Path(tmp) / CHECKPOINT_MARK).write_text(json.dumps(mark))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def trainable(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: one trial of ``config["trial"]``."""
+    from masf.config import config_from_dict
+    from masf.trainer import CHECKPOINT
+    from masf.trial import run_trial
+
+    spec = config["trial"]
+    cfg = config_from_dict(spec["config"])
+    if cfg.train.threads <= 0:
+        cfg.train.threads = max(1, int(spec.get("cpus", 1)))
+    os.environ["OMP_NUM_THREADS"] = str(cfg.train.threads)  # FAISS and BLAS follow torch's share
+    work = Path(tune.get_context().get_trial_dir()) / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    restored = tune.get_checkpoint()
+    source = None
+    if restored is not None:
+        source = restored.to_directory(tempfile.mkdtemp(prefix="masf-restore-"))
+    elif spec.get("resume_from"):
+        source = spec["resume_from"]
+    if source and (Path(source) / CHECKPOINT).exists():
+        shutil.copy2(Path(source) / CHECKPOINT, work / CHECKPOINT)
+    info = node_info()
+    key = spec["key"]
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        if record.get("final"):
+            return  # reported below, with the result row and the figures
+        mark = {"key": key, "epoch": record["epoch"], "final": False}
+        _report({**_numeric(record), **info, "trial_key": key}, {CHECKPOINT: work / CHECKPOINT}, mark)
+
+    try:
+        row = run_trial(cfg, work, on_epoch=on_epoch, resume=True)
+    except MasfError as exc:
+        # bad input (data, config, weights): retrying cannot help, so the trial ends
+        # here with its reason instead of raising into Tune's retry loop
+        tune.report({"trial_error": f"{exc.__class__.__name__}: {exc}", "final": 1, "trial_key": key, **info})
+        return
+    files = {name: work / name for name in (*ARTIFACTS, CHECKPOINT)}
+    mark = {"key": key, "epoch": cfg.train.epochs, "final": True}
+    _report({**_numeric(row), **info, "trial_key": key, "final": 1}, files, mark)
+
+
+# ---------------------------------------------------------------- driver side
+
+
+class _Bridge(tune.Callback):
+    def __init__(self, events: TrialEvents):
+        self.events = events
+        self.attempts: dict[str, int] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its settings into the experiment folder; the driver's live
+        # objects (console, tracker) stay behind
+        return {"events": None, "attempts": dict(self.attempts)}
+
+    @staticmethod
+    def _key(trial) -> str:
+        return trial.config["trial"]["key"]
+
+    @staticmethod
+    def _error(trial) -> str:
+        path = getattr(trial, "error_file", None)
+        text = ""
+        if path and os.path.exists(path):
+            text = Path(path).read_text(errors="replace")
+        text = text or str(getattr(trial, "error_msg", "") or "unknown error")
+        return _error_line(text)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        key = self._key(trial)
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        self.events.started(key, self.attempts[key])
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.events.reported(self._key(trial), dict(result))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        ckpt = trial.checkpoint
+        self.events.completed(self._key(trial), dict(trial.last_result or {}), ckpt.path if ckpt else None)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.events.retrying(self._key(trial), self._error(trial))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.events.failed(self._key(trial), self._error(trial))
+
+
+def _error_line(text: str) -> str:
+    """The most telling line of a worker traceback: the last 'SomeError: message'."""
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if head.endswith(("Error", "Exception", "Interrupt")) or head.endswith("Exit"):
+            name, _, msg = line.partition(": ")
+            return f"{name.rsplit('.', 1)[-1]}: {msg}" if msg else name
+    return lines[-1] if lines else "unknown error"
+
+
+def run_trials(
+    trials: list[dict[str, Any]],
+    name: str,
+    storage_path: Path,
+    events: TrialEvents,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    max_concurrent: int = 0,
+    max_failures: int = 1,
+) -> None:
+    """Run the trials (dicts with key, config, cpus, resume_from) as one Tune experiment."""
+    if not trials:
+        return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    by_key = {t["key"]: t for t in trials}
+    resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, resources),
+        param_space={"trial": tune.grid_search(list(by_key.values()))},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=max_concurrent or None,
+            reuse_actors=True,
+            trial_name_creator=lambda t: t.config["trial"]["key"].replace("/", "__"),
+            trial_dirname_creator=lambda t: t.config["trial"]["key"].replace("/", "__") + "-" + t.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(storage_path),
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[_Bridge(events)],
+            verbose=0,
+        ),
+    )
+    try:
+        tuner.fit()
+    except Exception as exc:  # Tune itself failed (not a trial): say so in one line
+        raise MasfError(f"Ray Tune stopped: {_error_line(traceback.format_exc()) or exc}") from None
+
+
+def find_checkpoints(experiment_dir: Path) -> dict[str, tuple[int, bool, Path]]:
+    """Latest reported checkpoint of each trial key under an experiment folder: key -> (epoch, final, dir)."""
+    latest: dict[str, tuple[int, bool, Path]] = {}
+    for mark in experiment_dir.glob(f"*/checkpoint_*/{CHECKPOINT_MARK}"):
+        try:
+            m = json.loads(mark.read_text())
+        except (OSError, ValueError):
+            continue
+        rank = (bool(m["final"]), int(m["epoch"]), mark.parent.name)
+        old = latest.get(m["key"])
+        if old is None or rank > (old[1], old[0], old[2].name):
+            latest[m["key"]] = (int(m["epoch"]), bool(m["final"]), mark.parent)
+    return latest

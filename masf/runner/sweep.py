@@ -1,0 +1,224 @@
+"""``masf-bench run``: plan the trials, skip what is finished, run the rest on Ray Tune, log to MLflow.
+
+The driver is the only MLflow writer (see tracking.py). Finished means: a
+FINISHED child run with final metrics in MLflow, or a final checkpoint in the
+sweep's storage folder that is logged now (the driver died between the two).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from rich.console import Console
+
+import masf
+from masf.config import flatten
+from masf.errors import MasfError
+from masf.runner import plan
+from masf.runner.progress import SweepProgress
+from masf.runner.tracking import Tracker, default_tracking_uri
+
+EPOCH_KEYS = ("loss", "lr", "skipped_batches", "batches", "epoch_seconds", "eval_seconds", "composite")
+METRIC_NAMES = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pro")
+RESULT_METRICS = (
+    "best_epoch", "skipped_batches", "total_batches", "train_seconds", "eval_seconds", "trial_seconds",
+    "infer_ms_per_image", "infer_ms_per_image_ttsa", "test_images",
+)
+
+
+@dataclass
+class SweepOptions:
+    categories: Optional[list[str]] = None
+    all_categories: bool = False
+    variants: Optional[list[str]] = None
+    ablations: bool = False
+    seeds: list[int] = field(default_factory=lambda: [0])
+    preset: str = "smoke"
+    overrides: list[str] = field(default_factory=list)
+    data_root: Optional[str] = None
+    address: Optional[str] = None
+    tracking_uri: Optional[str] = None
+    experiment: str = "masf-bench"
+    storage: Optional[str] = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: Optional[float] = None
+    max_concurrent: int = 0
+    max_failures: int = 2
+    resume: bool = False
+
+
+@dataclass
+class SweepSummary:
+    name: str
+    experiment: str
+    tracking_uri: str
+    storage: str
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    trial_seconds: float = 0.0
+    concurrency: int = 1
+    unlogged_events: int = 0
+
+    @property
+    def efficiency(self) -> float:
+        """Sum of trial times / (wall time x concurrent trials)."""
+        return self.trial_seconds / (self.wall_seconds * self.concurrency) if self.wall_seconds > 0 else 0.0
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(masf.__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{masf.__version__}+{sha}" if sha else masf.__version__
+
+
+class _Driver:
+    """TrialEvents for Ray's callback: updates the live view and queues MLflow events."""
+
+    def __init__(self, specs: dict[str, plan.TrialSpec], tracker: Tracker, progress: SweepProgress, summary: SweepSummary, version: str):
+        self.specs, self.tracker, self.progress, self.summary, self.version = specs, tracker, progress, summary, version
+
+    def _tags(self, key: str) -> dict[str, str]:
+        s = self.specs[key]
+        t = s.config["model"]["teacher"]
+        return {
+            "category": s.category, "variant": s.variant, "seed": str(s.seed), "preset": s.config["preset"],
+            "backbone": t["name"], "weights_source": t["weights"], "code_version": self.version,
+        }
+
+    def started(self, key: str, attempt: int) -> None:
+        self.progress.started(key, attempt)
+        params = flatten(self.specs[key].config)
+        self.tracker.submit({"kind": "trial_start", "trial": key, "tags": {**self._tags(key), "attempts": str(attempt)},
+                             "params": params, "time": time.time()})
+
+    def reported(self, key: str, result: dict[str, Any]) -> None:
+        if result.get("final"):
+            return  # completed() logs the final row
+        self.progress.epoch(key, result)
+        metrics = {k: result[k] for k in result if isinstance(result[k], (int, float)) and (
+            k in EPOCH_KEYS or k in METRIC_NAMES or k.startswith(("loss/", "fusion_weight/")))}
+        tags = {k: str(result[k]) for k in ("ray_node", "host", "device") if k in result}
+        self.tracker.submit({"kind": "epoch", "trial": key, "step": int(result.get("epoch", 0)), "metrics": metrics,
+                             "tags": tags, "time": time.time()})
+
+    def completed(self, key: str, result: dict[str, Any], checkpoint_dir: Optional[str]) -> None:
+        if result.get("trial_error"):
+            self.failed(key, str(result["trial_error"]))
+            return
+        row = dict(result)
+        artifacts = []
+        if checkpoint_dir and (Path(checkpoint_dir) / "result.json").exists():
+            row = {**json.loads((Path(checkpoint_dir) / "result.json").read_text()), **{k: result[k] for k in ("ray_node", "host") if k in result}}
+            artifacts = [(str(Path(checkpoint_dir) / name), "" if name != "figures" else "figures")
+                         for name in ("result.json", "config.yaml", "history.json", "figures")]
+        if "last/image_auroc" not in row:
+            self.failed(key, "trial ended without a result")
+            return
+        metrics = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and (k.startswith(("last/", "best_on_test/")) or k in RESULT_METRICS)}
+        tags = {**self._tags(key), **{k: str(row[k]) for k in ("device", "ray_node", "host") if k in row}}
+        self.tracker.submit({"kind": "trial_end", "trial": key, "step": int(row.get("epochs", 0)), "metrics": metrics,
+                             "tags": tags, "artifacts": artifacts, "time": time.time()})
+        self.progress.done(key, row)
+        self.summary.done.append(key)
+        self.summary.trial_seconds += float(row.get("trial_seconds", 0.0))
+
+    def failed(self, key: str, error: str) -> None:
+        self.progress.failed(key, error)
+        self.summary.failed[key] = error
+        self.tracker.submit({"kind": "trial_failed", "trial": key, "error": error, "tags": self._tags(key), "time": time.time()})
+
+    def retrying(self, key: str, error: str) -> None:
+        self.progress.retrying(key, error)
+
+
+def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSummary:
+    from masf.runner import ray_tune  # Ray loads here, after the cheap checks below
+
+    console = console or Console(highlight=False)
+    root, synthetic = plan.resolve_data_root(opts.data_root)
+    if synthetic:
+        console.print(f"no --data-root and no MVTEC_AD_ROOT: using the synthetic MVTec-layout dataset at {root}")
+    categories = plan.resolve_categories(root, opts.categories, opts.all_categories)
+    variants = plan.resolve_variants(opts.variants, opts.ablations)
+    trials = plan.plan_trials(root, categories, variants, opts.seeds, opts.preset, opts.overrides)
+    teachers = {json.dumps(t.config["model"]["teacher"], sort_keys=True): t for t in trials}
+    for t in teachers.values():
+        from masf.config import config_from_dict
+
+        plan.check_teacher(config_from_dict(t.config))
+    name = plan.sweep_name(root, categories, variants, opts.seeds, opts.preset, opts.overrides)
+    storage = Path(opts.storage or Path.cwd() / "masf-runs").expanduser().resolve()
+    tracking_uri = opts.tracking_uri or default_tracking_uri()
+    summary = SweepSummary(name, opts.experiment, tracking_uri, str(storage / name))
+
+    tracker = Tracker(tracking_uri, opts.experiment, name, spool=storage / name / "tracking-spool.jsonl")
+    tracker.open(params={"categories": ",".join(categories), "variants": ",".join(variants),
+                         "seeds": ",".join(map(str, opts.seeds)), "preset": opts.preset, "overrides": " ".join(opts.overrides),
+                         "data_root": str(root)})
+    finished = tracker.finished_trials()
+    if finished and not opts.resume:
+        raise MasfError(f"sweep {name} already has {len(finished)} finished trials in experiment '{opts.experiment}': "
+                        "pass --resume to run only what is missing, or --experiment NEW for a fresh sweep")
+
+    resources = ray_tune.connect(opts.address, num_gpus=None)
+    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if resources.get("GPU", 0) >= 1 else 0.0)
+    if gpus > resources.get("GPU", 0):
+        raise MasfError(f"--gpus-per-trial {gpus} but the Ray cluster has {resources.get('GPU', 0):g} GPUs")
+    slots = int(resources.get("CPU", 1) // opts.cpus_per_trial) if opts.cpus_per_trial > 0 else len(trials)
+    if gpus > 0:
+        slots = min(slots, int(resources.get("GPU", 0) // gpus))
+    summary.concurrency = max(1, min(slots, opts.max_concurrent or slots, len(trials)))
+
+    specs = {t.key: t for t in trials}
+    epochs = {t.key: (t.config["train"]["epochs"] if t.config["model"]["amfd"]["enabled"] else 0) for t in trials}
+    ckpts = ray_tune.find_checkpoints(storage / name) if opts.resume else {}
+    start = time.time()
+    with SweepProgress(list(specs), epochs, concurrency=summary.concurrency, console=console) as progress:
+        driver = _Driver(specs, tracker, progress, summary, code_version())
+        todo = []
+        for key, spec in specs.items():
+            found = ckpts.get(key)
+            if key in finished:
+                progress.skipped(key, "already finished")
+                summary.skipped.append(key)
+            elif found and found[1]:  # finished on Ray, never logged: log it, do not rerun
+                driver.started(key, 1)
+                driver.completed(key, {}, str(found[2]))
+            else:
+                todo.append({"key": key, "config": spec.config, "cpus": opts.cpus_per_trial,
+                             "resume_from": str(found[2]) if found else None})
+        ray_tune.run_trials(todo, name, storage, driver, opts.cpus_per_trial, gpus, opts.max_concurrent, opts.max_failures)
+    summary.wall_seconds = time.time() - start
+    summary.unlogged_events = finish_sweep(tracker, summary, storage / name, console)
+    return summary
+
+
+def finish_sweep(tracker: Tracker, summary: SweepSummary, folder: Path, console: Console) -> int:
+    """Leaderboard onto the parent run, final flush; returns the events that could not be logged."""
+    artifacts = []
+    tracker.flush(deadline_s=60.0)
+    if not tracker.pending:
+        try:
+            from masf.leaderboard import write_sweep_leaderboard
+
+            artifacts = [(str(p), "leaderboard") for p in write_sweep_leaderboard(tracker.tracking_uri, tracker.experiment, folder, sweep=tracker.sweep)]
+        except MasfError as exc:
+            console.print(f"leaderboard not written: {exc}")
+    status = "FAILED" if summary.failed and not summary.done else "FINISHED"
+    metrics = {"trials_done": len(summary.done), "trials_failed": len(summary.failed), "trials_skipped": len(summary.skipped),
+               "wall_seconds": summary.wall_seconds, "sum_trial_seconds": summary.trial_seconds,
+               "concurrency": summary.concurrency, "sweep_efficiency": summary.efficiency}
+    tracker.submit({"kind": "sweep_end", "metrics": metrics, "artifacts": artifacts, "status": status, "time": time.time(),
+                    "tags": {"failed_trials": ",".join(sorted(summary.failed))[:5000]}})
+    return tracker.flush(deadline_s=60.0)

@@ -1,0 +1,306 @@
+"""Every MLflow call of masf-bench lives here (MLflow's API moves between releases).
+
+Only the sweep's driver process talks to MLflow: trials report to Ray Tune and
+the driver logs. One writer means a local SQLite store never meets "database
+is locked" from concurrent trials; each call is still retried on transient
+errors, and what cannot be logged is kept in a spool file and logged when the
+store is back (``Tracker.flush``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+from masf.errors import MasfError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+TAG_SWEEP = "masf.sweep"
+TAG_TRIAL = "masf.trial_key"
+TAG_KIND = "masf.kind"  # "sweep" (parent) or "trial" (child)
+PARENT_TAG = "mlflow.parentRunId"
+
+
+class TrackingError(MasfError):
+    """The tracking store cannot be reached or refuses a write."""
+
+
+def default_tracking_uri(cwd: Optional[Path] = None) -> str:
+    """The local default: an SQLite file in the working directory."""
+    return f"sqlite:///{(Path(cwd or Path.cwd()) / DEFAULT_DB).resolve()}"
+
+
+def default_artifact_root(tracking_uri: str) -> Optional[str]:
+    """Artifacts beside a local SQLite store; a server decides for itself."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (Path(tracking_uri[len("sqlite:///") :]).parent / DEFAULT_ARTIFACTS).resolve().as_uri()
+    return None
+
+
+def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, in one line, when an http(s) tracking server does not answer."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (http(s) only, checked above)
+            if resp.status != 200:
+                raise TrackingError(f"MLflow server {tracking_uri} answered {resp.status} on /health")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"MLflow server {tracking_uri} is unreachable ({reason}); start it or pass another --tracking-uri") from None
+
+
+def _client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _transient(exc: BaseException) -> bool:
+    text = f"{exc.__class__.__name__}: {exc}".lower()
+    return any(s in text for s in ("database is locked", "connection", "timed out", "temporarily", "503", "502", "max retries"))
+
+
+def retry(fn: Callable[[], Any], attempts: int = 6, base_delay: float = 0.2) -> Any:
+    """Call ``fn`` with exponential back-off on transient store errors."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # MLflow raises many types for the same failure
+            if i == attempts - 1 or not _transient(exc):
+                raise
+            time.sleep(base_delay * 2**i)
+
+
+def _chunks(items: list, n: int) -> Iterable[list]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+@dataclass
+class Tracker:
+    """The sweep's view of MLflow: an experiment, a parent run, one child run per trial key."""
+
+    tracking_uri: str
+    experiment: str
+    sweep: str
+    spool: Optional[Path] = None  # where events that could not be logged wait
+    experiment_id: str = ""
+    parent_run_id: str = ""
+    runs: dict[str, str] = field(default_factory=dict)  # trial key -> run id
+    pending: list[dict[str, Any]] = field(default_factory=list)
+
+    # ------------------------------------------------------------ setup
+
+    def open(self, params: Optional[dict[str, Any]] = None) -> "Tracker":
+        check_reachable(self.tracking_uri)
+        client = _client(self.tracking_uri)
+        try:
+            exp = retry(lambda: client.get_experiment_by_name(self.experiment))
+            if exp is None:
+                art = default_artifact_root(self.tracking_uri)
+                self.experiment_id = retry(lambda: client.create_experiment(self.experiment, artifact_location=art))
+            else:
+                if exp.lifecycle_stage == "deleted":
+                    raise TrackingError(f"MLflow experiment '{self.experiment}' is deleted; restore it or choose another --experiment")
+                self.experiment_id = exp.experiment_id
+            self.parent_run_id = self._find_or_create(client, {TAG_KIND: "sweep"}, f"sweep {self.sweep}", None)
+            for run in self._search(client, f"tags.`{TAG_KIND}` = 'trial' and tags.`{TAG_SWEEP}` = '{self.sweep}'"):
+                self.runs.setdefault(run.data.tags[TAG_TRIAL], run.info.run_id)
+            if params:
+                self._log_params(client, self.parent_run_id, params)
+        except TrackingError:
+            raise
+        except Exception as exc:
+            raise TrackingError(f"MLflow store {self.tracking_uri} failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}") from None
+        if self.spool and self.spool.exists():
+            self.pending = [json.loads(line) for line in self.spool.read_text().splitlines() if line.strip()]
+        return self
+
+    def _search(self, client, filter_string: str) -> list:
+        out, token = [], None
+        while True:
+            page = retry(lambda: client.search_runs([self.experiment_id], filter_string, max_results=1000, page_token=token))
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+
+    def _find_or_create(self, client, tags: dict[str, str], name: str, parent: Optional[str]) -> str:
+        filt = " and ".join([f"tags.`{TAG_SWEEP}` = '{self.sweep}'"] + [f"tags.`{k}` = '{v}'" for k, v in tags.items()])
+        found = self._search(client, filt)
+        if found:
+            return sorted(found, key=lambda r: r.info.start_time)[0].info.run_id
+        all_tags = {TAG_SWEEP: self.sweep, **tags}
+        if parent:
+            all_tags[PARENT_TAG] = parent
+        run = retry(lambda: client.create_run(self.experiment_id, tags=all_tags, run_name=name))
+        return run.info.run_id
+
+    def _log_params(self, client, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        existing = retry(lambda: client.get_run(run_id)).data.params
+        items = [p for p in items if p.key not in existing]  # params are write-once
+        for chunk in _chunks(items, 100):
+            retry(lambda: client.log_batch(run_id, params=chunk))
+
+    # ------------------------------------------------------------ events (queued, retried)
+
+    def finished_trials(self) -> dict[str, str]:
+        """Trial key -> run id of every child run that finished with final metrics."""
+        client = _client(self.tracking_uri)
+        done = {}
+        for key, run_id in self.runs.items():
+            run = retry(lambda: client.get_run(run_id))
+            if run.info.status == "FINISHED" and "last/image_auroc" in run.data.metrics:
+                done[key] = run_id
+        return done
+
+    def submit(self, event: dict[str, Any]) -> None:
+        """Queue one event (trial_start, epoch, trial_end, trial_failed, sweep_end) and try to log the queue."""
+        self.pending.append(event)
+        self.flush()
+
+    def flush(self, deadline_s: float = 0.0) -> int:
+        """Log queued events in order; keep the rest (and the spool file) when the store is down.
+
+        With ``deadline_s`` > 0 keep retrying that long. Returns how many events are still waiting.
+        """
+        end = time.monotonic() + deadline_s
+        while True:
+            try:
+                client = _client(self.tracking_uri)
+                while self.pending:
+                    self._apply(client, self.pending[0])
+                    self.pending.pop(0)
+                break
+            except Exception as exc:
+                if time.monotonic() >= end:
+                    log.warning("MLflow store not reachable (%s); %d events wait in %s", exc.__class__.__name__, len(self.pending), self.spool)
+                    break
+                time.sleep(2.0)
+        self._write_spool()
+        return len(self.pending)
+
+    def _write_spool(self) -> None:
+        if not self.spool:
+            return
+        if self.pending:
+            self.spool.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.spool.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(e) + "\n" for e in self.pending))
+            os.replace(tmp, self.spool)
+        elif self.spool.exists():
+            self.spool.unlink()
+
+    def _child(self, client, key: str, tags: dict[str, str]) -> str:
+        if key not in self.runs:
+            self.runs[key] = self._find_or_create(client, {TAG_KIND: "trial", TAG_TRIAL: key}, key, self.parent_run_id)
+        run_id = self.runs[key]
+        if tags:
+            from mlflow.entities import RunTag
+
+            retry(lambda: client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]))
+        return run_id
+
+    def _apply(self, client, event: dict[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        kind, key = event["kind"], event.get("trial")
+        now = int(event.get("time", time.time()) * 1000)
+        if kind == "trial_start":
+            run_id = self._child(client, key, event.get("tags", {}))
+            retry(lambda: client.update_run(run_id, status="RUNNING"))
+            self._log_params(client, run_id, event.get("params", {}))
+        elif kind in ("epoch", "trial_end"):
+            run_id = self._child(client, key, event.get("tags", {}))
+            step = int(event.get("step", 0))
+            metrics = [Metric(k, float(v), now, step) for k, v in event.get("metrics", {}).items()]
+            for chunk in _chunks(metrics, 500):
+                retry(lambda: client.log_batch(run_id, metrics=chunk))
+            if kind == "trial_end":
+                for local, dest in event.get("artifacts", []):
+                    if Path(local).exists():
+                        if Path(local).is_dir():
+                            retry(lambda: client.log_artifacts(run_id, local, dest or None))
+                        else:
+                            retry(lambda: client.log_artifact(run_id, local, dest or None))
+                retry(lambda: client.set_terminated(run_id, "FINISHED", end_time=now))
+        elif kind == "trial_failed":
+            run_id = self._child(client, key, {"masf.error": event.get("error", "")[:5000], **event.get("tags", {})})
+            retry(lambda: client.set_terminated(run_id, "FAILED", end_time=now))
+        elif kind == "sweep_end":
+            from mlflow.entities import RunTag
+
+            for local, dest in event.get("artifacts", []):
+                if Path(local).exists():
+                    retry(lambda: client.log_artifact(self.parent_run_id, local, dest or None))
+            metrics = [Metric(k, float(v), now, 0) for k, v in event.get("metrics", {}).items()]
+            tags = [RunTag(k, str(v)) for k, v in event.get("tags", {}).items()]
+            retry(lambda: client.log_batch(self.parent_run_id, metrics=metrics, tags=tags))
+            retry(lambda: client.set_terminated(self.parent_run_id, event.get("status", "FINISHED"), end_time=now))
+        else:
+            raise ValueError(f"unknown tracking event {kind!r}")
+
+
+# ---------------------------------------------------------------- reading (leaderboard)
+
+
+def load_trial_runs(tracking_uri: str, experiment: str) -> list[dict[str, Any]]:
+    """Every trial (child) run of an experiment as a flat dict: tags, params, latest metrics, status."""
+    check_reachable(tracking_uri)
+    client = _client(tracking_uri)
+    exp = retry(lambda: client.get_experiment_by_name(experiment))
+    if exp is None:
+        raise TrackingError(f"no MLflow experiment '{experiment}' in {tracking_uri}")
+    rows, token = [], None
+    while True:
+        page = retry(lambda: client.search_runs([exp.experiment_id], f"tags.`{TAG_KIND}` = 'trial'", max_results=1000, page_token=token))
+        for run in page:
+            row: dict[str, Any] = {"run_id": run.info.run_id, "status": run.info.status, "start_time": run.info.start_time}
+            row.update({f"tag:{k}": v for k, v in run.data.tags.items()})
+            row.update(run.data.metrics)
+            rows.append(row)
+        token = page.token
+        if not token:
+            return rows
+
+
+def list_experiments(tracking_uri: str) -> list[str]:
+    client = _client(tracking_uri)
+    return [e.name for e in retry(lambda: client.search_experiments())]
+
+
+def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
+    """The argv that serves the MLflow UI on this store (no shell string)."""
+    import sys
+
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host, "--port", str(port)]
+    art = default_artifact_root(tracking_uri)
+    if art:
+        cmd += ["--default-artifact-root", art]
+    return cmd
+
+
+def load_sweep_params(tracking_uri: str, experiment: str) -> dict[str, dict[str, str]]:
+    """Sweep name -> params of its parent run ('categories', 'variants', 'seeds', ...): the planned trials."""
+    check_reachable(tracking_uri)
+    client = _client(tracking_uri)
+    exp = retry(lambda: client.get_experiment_by_name(experiment))
+    if exp is None:
+        raise TrackingError(f"no MLflow experiment '{experiment}' in {tracking_uri}")
+    runs = retry(lambda: client.search_runs([exp.experiment_id], f"tags.`{TAG_KIND}` = 'sweep'", max_results=1000))
+    return {r.data.tags.get(TAG_SWEEP, ""): dict(r.data.params) for r in runs}

@@ -1,0 +1,119 @@
+"""Real services for integration tests: a Ray cluster of several nodes on 127.0.0.1, an `mlflow server`.
+
+No mocks: these start the same programs a user starts, and stop them afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, timeout: float, what: str) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if check():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} did not come up within {timeout:.0f} s")
+
+
+def cli(*args: str, cwd: Path, env: Optional[dict] = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run ``masf-bench ARGS`` as a user would, in ``cwd``."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "masf.cli.main", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _ray(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "ray"), *args], capture_output=True, text=True, timeout=180, env=env)
+
+
+@contextmanager
+def ray_cluster(tmp: Path, workers: int = 1, cpus_per_node: int = 1) -> Iterator[dict]:
+    """A head and ``workers`` worker nodes started with `ray start` on 127.0.0.1."""
+    port = free_port()
+    # token authentication on, with a token of this cluster's own (Ray's secure default)
+    token = tmp / "ray-auth-token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    head = _ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", str(cpus_per_node),
+                "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats", env=env)
+    if head.returncode != 0:
+        raise RuntimeError(f"ray start --head failed: {head.stderr[-2000:]}")
+    address = f"127.0.0.1:{port}"
+    nodes = {"address": address, "env": env, "worker_pids": []}
+    try:
+        for i in range(workers):
+            w = _ray("start", "--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus_per_node),
+                     "--num-gpus", "0", "--disable-usage-stats", env=env)
+            if w.returncode != 0:
+                raise RuntimeError(f"ray start (worker {i}) failed: {w.stderr[-2000:]}")
+        wait_for(lambda: _alive_nodes(address, env) >= workers + 1, 90, f"{workers + 1} Ray nodes")
+        yield nodes
+    finally:
+        _ray("stop", "--force", env=env)
+
+
+def _alive_nodes(address: str, env: dict) -> int:
+    code = (
+        "import ray; ray.init(address=%r, logging_level='ERROR'); "
+        "print(sum(1 for n in ray.nodes() if n['Alive']))" % address
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    try:
+        return int(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return 0
+
+
+@contextmanager
+def mlflow_server(tmp: Path) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 with an SQLite backend and a local artifact root."""
+    port = free_port()
+    db = tmp / "server.db"
+    art = tmp / "server-artifacts"
+    log = open(tmp / "mlflow-server.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination", str(art),
+         "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {(tmp / 'mlflow-server.log').read_text()[-2000:]}")
+            return False
+
+    try:
+        wait_for(healthy, 120, "mlflow server")
+        yield uri
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+        log.close()

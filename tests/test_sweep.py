@@ -1,0 +1,102 @@
+"""The sweep on the default local path: Ray in-process, an SQLite MLflow store in the working
+directory, concurrent trials; a failing trial fails alone; a killed driver resumes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from masf.runner.tracking import load_trial_runs
+from services import cli
+
+pytestmark = pytest.mark.slow
+
+SMOKE = ["--preset", "smoke", "--set", "data.max_train_images=8", "--set", "model.samb.coreset_max=200"]
+
+
+def _store(cwd: Path) -> str:
+    return f"sqlite:///{cwd / 'mlflow.db'}"
+
+
+def _children(cwd: Path, experiment: str) -> list[dict]:
+    return load_trial_runs(_store(cwd), experiment)
+
+
+def _artifacts(cwd: Path, run_id: str) -> set[str]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(_store(cwd))
+    names = {a.path for a in client.list_artifacts(run_id)}
+    if "figures" in names:
+        names |= {a.path for a in client.list_artifacts(run_id, "figures")}
+    return names
+
+
+def test_local_sweep_concurrent_trials_and_a_failure_alone(synth_root, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(synth_root, data)
+    shutil.copytree(data / "bottle", data / "broken")
+    victim = sorted((data / "broken" / "test" / "good").iterdir())[0]
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    out = cli("run", "--categories", "bottle,carpet,broken", "--variants", "full,patchcore", "--data-root", str(data),
+              "--experiment", "local", "--max-failures", "1", *SMOKE, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr  # 2: the sweep ran, a trial failed
+    assert "failed broken/full/seed0" in out.stdout and victim.name in out.stdout
+    runs = _children(tmp_path, "local")
+    by_key = {r["tag:masf.trial_key"]: r for r in runs}
+    assert sorted(Counter(r["tag:masf.trial_key"] for r in runs).values()) == [1] * 6  # one run per trial
+    for key in ("bottle/full/seed0", "bottle/patchcore/seed0", "carpet/full/seed0", "carpet/patchcore/seed0"):
+        run = by_key[key]
+        assert run["status"] == "FINISHED", key
+        assert 0.0 <= run["last/image_auroc"] <= 1.0 and 0.0 <= run["best_on_test/pro"] <= 1.0
+        assert {"result.json", "config.yaml", "figures/heatmaps.png", "figures/roc.png"} <= _artifacts(tmp_path, run["run_id"])
+        assert run["tag:device"] == "cpu" and run["tag:ray_node"]
+    for key in ("broken/full/seed0", "broken/patchcore/seed0"):
+        assert by_key[key]["status"] == "FAILED" and victim.name in by_key[key]["tag:masf.error"]
+    assert by_key["bottle/full/seed0"]["loss"] > 0  # per-epoch metrics were logged
+    assert (tmp_path / "mlflow.db").is_file()  # the default store: an SQLite file in the working directory
+    # the leaderboard reads the runs back and shows the failure as a failure
+    board = cli("leaderboard", "--experiment", "local", "--format", "md", cwd=tmp_path)
+    assert board.returncode == 0, board.stderr
+    assert "bottle" in board.stdout and "carpet" in board.stdout and "failed" in board.stdout
+
+
+def test_killed_driver_resumes_without_reruns(synth_root, tmp_path):
+    args = ["run", "--categories", "bottle,carpet", "--variants", "full,no_ttsa", "--data-root", str(synth_root),
+            "--experiment", "resume", "--max-concurrent", "1", *SMOKE]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen([sys.executable, "-m", "masf.cli.main", *args], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen, deadline = [], time.time() + 600
+    for line in driver.stdout:
+        seen.append(line)
+        if ": done in" in line or time.time() > deadline:
+            break
+    os.kill(driver.pid, signal.SIGKILL)  # the driver only: no chance to clean up
+    driver.wait()
+    assert any(": done in" in l for l in seen), "".join(seen)
+    before = {r["tag:masf.trial_key"]: r for r in _children(tmp_path, "resume") if r["status"] == "FINISHED"}
+    assert 1 <= len(before) < 4
+
+    again = cli(*args, cwd=tmp_path)  # same arguments without --resume: refused, nothing runs
+    assert again.returncode == 1 and "--resume" in again.stderr
+
+    resumed = cli(*args, "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.count("already finished") == len(before)
+    runs = _children(tmp_path, "resume")
+    keys = Counter(r["tag:masf.trial_key"] for r in runs)
+    assert keys == Counter({k: 1 for k in ("bottle/full/seed0", "bottle/no_ttsa/seed0", "carpet/full/seed0", "carpet/no_ttsa/seed0")})
+    assert all(r["status"] == "FINISHED" for r in runs)
+    for r in runs:  # finished trials were not rerun: same run, same end
+        if r["tag:masf.trial_key"] in before:
+            assert r["run_id"] == before[r["tag:masf.trial_key"]]["run_id"]
+            assert r["trial_seconds"] == before[r["tag:masf.trial_key"]]["trial_seconds"]
