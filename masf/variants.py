@@ -11,7 +11,13 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from masf.errors import MasfError
+
 _REGISTRY: dict[str, "Variant"] = {}
+
+
+class UnknownVariantError(MasfError, LookupError):
+    """A variant name that is not registered."""
 
 
 @dataclass(frozen=True)
@@ -47,5 +53,5 @@ def list_variants(include_baselines: bool = True) -> list[str]:
 def get_variant(name: str) -> Variant:
     _load_entries()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown variant '{name}' (known: {', '.join(_REGISTRY)})")
+        raise UnknownVariantError(f"unknown variant '{name}' (known: {', '.join(_REGISTRY)})")
     return _REGISTRY[name]

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from masf.errors import MasfError
 from masf.config import Config, ConfigError, build_config, list_presets, load_config_file, parse_override
 
 
@@ -70,7 +71,7 @@ def test_override_syntax():
 def test_unknown_preset_and_variant():
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         build_config("nope")
-    with pytest.raises(KeyError, match="unknown variant 'nope'"):
+    with pytest.raises(MasfError, match="unknown variant 'nope'"):
         build_config("smoke", variant="nope")
 
 

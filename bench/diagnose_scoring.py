@@ -1,0 +1,121 @@
+"""Where does a trained MASF trial's score come from? Re-score its test split with parts switched.
+
+Loads a finished trial folder (config.yaml + checkpoint.pt from `masf-bench train`
+or a sweep), keeps the trained student, and evaluates the same test split with
+scoring options changed one at a time: TTSA on/off, cosine-only, bank-only,
+one scale at a time, test-time masking, bank k, bank neighbourhood averaging,
+spectral anchor on/off. Every row is measured on the TEST split: it explains a
+result, it must not pick a configuration silently (bench/RESULTS.md says which
+choices were made after looking at these numbers).
+
+    python bench/diagnose_scoring.py TRIAL_DIR [--out results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import torch
+
+from masf.config import Config, load_config_file
+from masf.method.model import MASF
+from masf.teacher import build_teacher
+from masf.trainer import CHECKPOINT, Trainer
+from masf.trial import build_datasets
+
+ROWS: list[tuple[str, dict]] = [
+    ("as trained (config)", {}),
+    ("no TTSA", {"model.ttsa.enabled": False}),
+    ("cosine only", {"model.ttsa.enabled": False, "model.ughf.cos_weight": 1.0, "model.ughf.bank_weight": 0.0}),
+    ("bank only", {"model.ttsa.enabled": False, "model.ughf.cos_weight": 0.0, "model.ughf.bank_weight": 1.0}),
+    ("test-time masking", {"model.ttsa.enabled": False, "model.amfd.test_masking": True}),
+    ("bank k=1", {"model.ttsa.enabled": False, "model.samb.k": 1}),
+    ("bank k=9", {"model.ttsa.enabled": False, "model.samb.k": 9}),
+    ("bank 3x3 averaging", {"model.ttsa.enabled": False, "model.samb.local_avg": 3}),
+    ("bank without spectral anchor", {"model.ttsa.enabled": False, "model.samb.spectral_anchor": False}),
+    ("bank only, 3x3, no anchor", {"model.ttsa.enabled": False, "model.ughf.cos_weight": 0.0, "model.ughf.bank_weight": 1.0,
+                                   "model.samb.local_avg": 3, "model.samb.spectral_anchor": False}),
+    ("cos + bank(3x3)", {"model.ttsa.enabled": False, "model.samb.local_avg": 3}),
+]
+BANK_KEYS = ("model.samb.k", "model.samb.local_avg", "model.samb.spectral_anchor")
+
+
+def _with(cfg: Config, changes: dict) -> Config:
+    out = copy.deepcopy(cfg)
+    for dotted, value in changes.items():
+        node = out
+        *path, last = dotted.split(".")
+        for p in path:
+            node = getattr(node, p)
+        setattr(node, last, value)
+    return out
+
+
+_BANKS: dict[tuple, list[dict]] = {}  # bank states by what they depend on (k is a search setting)
+
+
+def evaluate(cfg: Config, trial_dir: Path, teacher, train, test, state: dict, scale: int | None = None) -> dict:
+    torch.manual_seed(cfg.train.seed)
+    model = MASF(cfg.model, teacher, seed=cfg.train.seed)
+    model.load_state_dict(state["model"], strict=False)
+    if scale is not None:  # one scale only: fixed one-hot fusion
+        model.ughf.learned = False
+        model.ughf.weights = lambda s=scale, n=model.scales: torch.nn.functional.one_hot(torch.tensor(s), n).float()
+    trainer = Trainer(cfg, model, train, test, trial_dir / "diagnose")
+    if model.banks is not None:
+        key = (cfg.model.samb.local_avg, cfg.model.samb.spectral_anchor)
+        if key in _BANKS:
+            for bank, bstate in zip(model.banks, _BANKS[key]):
+                bank.bank.load_state(bstate)
+                bank.bank.k = cfg.model.samb.k
+            trainer.bank_built = True
+        else:
+            trainer.build_banks()
+            _BANKS[key] = [b.bank.state() for b in model.banks]
+    return trainer.evaluate().metrics
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("trial_dir", type=Path)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config_file(args.trial_dir / "config.yaml")
+    state = torch.load(args.trial_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    teacher = build_teacher(cfg.model.teacher)
+    train, test = build_datasets(cfg, teacher.mean, teacher.std)
+    rows = []
+    weights = [float(state["model"]["ughf.log_vars"][i]) for i in range(len(teacher.channels))] if "ughf.log_vars" in state["model"] else []
+    for name, changes in ROWS:
+        t0 = time.time()
+        m = evaluate(_with(cfg, changes), args.trial_dir, teacher, train, test, state)
+        rows.append((name, m, time.time() - t0))
+        print(f"{name:32s} img {m['image_auroc']:.3f} px {m['pixel_auroc']:.3f} pro {m['pro']:.3f}  ({time.time() - t0:.0f} s)", flush=True)
+    for scale in range(len(teacher.channels)):
+        for label, changes in ((f"scale {scale} only", {"model.ttsa.enabled": False}),
+                               (f"scale {scale} only, bank 3x3", {"model.ttsa.enabled": False, "model.samb.local_avg": 3})):
+            t0 = time.time()
+            m = evaluate(_with(cfg, changes), args.trial_dir, teacher, train, test, state, scale=scale)
+            rows.append((label, m, time.time() - t0))
+            print(f"{label:32s} img {m['image_auroc']:.3f} px {m['pixel_auroc']:.3f} pro {m['pro']:.3f}", flush=True)
+    lines = [
+        f"Trial `{args.trial_dir.name}`: {cfg.data.category} / {cfg.variant} / seed {cfg.train.seed}, preset {cfg.preset}, "
+        f"{cfg.train.epochs} epochs; learned log-variances {['%.3f' % w for w in weights]}. Test split, re-scored.",
+        "",
+        "| scoring | image AUROC | pixel AUROC | PRO |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {n} | {m['image_auroc']:.3f} | {m['pixel_auroc']:.3f} | {m['pro']:.3f} |" for n, m, _ in rows]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
