@@ -122,6 +122,9 @@ class TrainConfig:
     bank_first_epoch: int = 1  # build the bank after this epoch ...
     bank_every: int = 10  # ... rebuild every this many epochs, and at the end
     threads: int = 0  # torch intra-op threads (0: leave torch's default)
+    # fault injection for testing the skip accounting end to end: this fraction of
+    # training batches (seeded by step) get a NaN loss; 0 everywhere else
+    inject_nonfinite: float = 0.0
 
 
 @dataclass
@@ -354,6 +357,7 @@ def validate(cfg: Config) -> None:
         ("model.ughf.blur_sigma", cfg.model.ughf.blur_sigma >= 0, "must be >= 0"),
         ("train.epochs", cfg.train.epochs >= 0, "must be >= 0"),
         ("train.lr", cfg.train.lr > 0, "must be > 0"),
+        ("train.inject_nonfinite", 0.0 <= cfg.train.inject_nonfinite <= 1.0, "must be in [0, 1]"),
         ("eval.every", cfg.eval.every >= 1, "must be >= 1"),
         ("eval.pro_fpr_limit", 0.0 < cfg.eval.pro_fpr_limit <= 1.0, "must be in (0, 1]"),
         ("eval.composite_weights", len(cfg.eval.composite_weights) == 3, "needs 3 weights"),

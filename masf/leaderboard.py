@@ -97,6 +97,8 @@ def _row(run: Mapping[str, Any]) -> dict[str, Any]:
     }
     row.update({k: float(v) for k, v in run.items() if k not in row and not k.startswith("tag:")
                 and isinstance(v, (int, float)) and not isinstance(v, bool)})
+    if "skipped_batches_total" in row:  # a finished trial's total; 'skipped_batches' is per epoch
+        row["skipped_batches"] = row.pop("skipped_batches_total")
     return row
 
 

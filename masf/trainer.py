@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -148,8 +149,9 @@ class Trainer:
         path = self.out_dir / CHECKPOINT
         try:
             atomic_save(self.state(), path)
-        except OSError as exc:
-            raise MasfError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+        except (OSError, RuntimeError) as exc:  # torch's writer reports a full disk as RuntimeError
+            reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0][:160]
+            raise MasfError(f"cannot write checkpoint {path}: {reason}") from None
         return path
 
     def load_checkpoint(self, path: Path) -> None:
@@ -181,10 +183,13 @@ class Trainer:
         self.model.train()
         losses, per_scale, skipped, batches = [], [], 0, 0
         for batch in self.train_loader:
+            step = self.epoch * self.steps_per_epoch + batches
             batches += 1
             x = batch["image"].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 loss, parts = self.model.training_loss(x, self.mask_gen)
+            if self._inject_fault(step):
+                loss = loss * float("nan")
             if not torch.isfinite(loss):
                 skipped += 1  # counted and reported, never silently dropped
                 self.optimizer.zero_grad(set_to_none=True)
@@ -213,6 +218,10 @@ class Trainer:
         for i, w in enumerate(self.model.ughf.weights().tolist()):
             record[f"fusion_weight/scale{i}"] = w
         return record
+
+    def _inject_fault(self, step: int) -> bool:
+        rate = self.cfg.train.inject_nonfinite
+        return rate > 0 and random.Random(self.cfg.train.seed * 1_000_003 + step).random() < rate
 
     def build_banks(self) -> None:
         """Fit the banks. They depend only on the frozen teacher and the fixed anchors, so a

@@ -8,6 +8,7 @@ history.json, checkpoint.pt and figures/*.png.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -19,16 +20,28 @@ import numpy as np
 import torch
 
 import masf
-from masf.config import Config
+from masf.config import Config, TeacherConfig
 from masf.data.mvtec import MVTecDataset, denormalize
 from masf.data.validate import validate_or_raise
 from masf.errors import DataError, MasfError
 from masf.figures import heatmap_grid, roc_figure, score_histogram, training_curves
 from masf.method.model import MASF
-from masf.teacher import build_teacher
+from masf.teacher import Teacher, build_teacher
 from masf.trainer import METRIC_KEYS, EpochCallback, Trainer
 
 RESULT = "result.json"
+
+
+_TEACHERS: dict[str, Teacher] = {}
+
+
+def cached_teacher(cfg: TeacherConfig) -> Teacher:
+    """The frozen teacher, built once per process for consecutive trials that share it (Ray reuses workers)."""
+    key = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+    if key not in _TEACHERS:
+        _TEACHERS.clear()  # one at a time: a sweep of several backbones does not pile them up
+        _TEACHERS[key] = build_teacher(cfg)
+    return _TEACHERS[key]
 
 
 def _check_writable(out_dir: Path) -> None:
@@ -149,7 +162,7 @@ def run_trial(
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
-    teacher = build_teacher(cfg.model.teacher)
+    teacher = cached_teacher(cfg.model.teacher)
     train_set, test_set = build_datasets(cfg, teacher.mean, teacher.std)
     cfg.save(out_dir / "config.yaml")
     torch.manual_seed(cfg.train.seed)  # model init does not depend on what ran before

@@ -62,14 +62,25 @@ def ray_cluster(tmp: Path, workers: int = 1, cpus_per_node: int = 1) -> Iterator
     nodes = {"address": address, "env": env, "worker_pids": []}
     try:
         for i in range(workers):
-            w = _ray("start", "--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus_per_node),
-                     "--num-gpus", "0", "--disable-usage-stats", env=env)
-            if w.returncode != 0:
-                raise RuntimeError(f"ray start (worker {i}) failed: {w.stderr[-2000:]}")
-        wait_for(lambda: _alive_nodes(address, env) >= workers + 1, 90, f"{workers + 1} Ray nodes")
+            # --block keeps each worker node in a process group of its own, so a test can take one node away
+            proc = subprocess.Popen([str(BIN / "ray"), "start", "--address", address, "--node-ip-address", "127.0.0.1",
+                                     "--num-cpus", str(cpus_per_node), "--num-gpus", "0", "--disable-usage-stats", "--block"],
+                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            nodes["worker_pids"].append(proc.pid)
+        wait_for(lambda: _alive_nodes(address, env) >= workers + 1, 120, f"{workers + 1} Ray nodes")
         yield nodes
     finally:
+        for pid in nodes["worker_pids"]:
+            stop_node(pid)
         _ray("stop", "--force", env=env)
+
+
+def stop_node(pid: int) -> None:
+    """Take a worker node out of the cluster: its `ray start --block` and everything it started."""
+    try:
+        os.killpg(pid, 9)
+    except ProcessLookupError:
+        pass
 
 
 def _alive_nodes(address: str, env: dict) -> int:
@@ -84,36 +95,54 @@ def _alive_nodes(address: str, env: dict) -> int:
         return 0
 
 
-@contextmanager
-def mlflow_server(tmp: Path) -> Iterator[str]:
-    """A real `mlflow server` on 127.0.0.1 with an SQLite backend and a local artifact root."""
-    port = free_port()
-    db = tmp / "server.db"
-    art = tmp / "server-artifacts"
-    log = open(tmp / "mlflow-server.log", "w")
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination", str(art),
-         "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 with an SQLite backend and a local artifact store.
 
-    def healthy() -> bool:
+    ``stop()`` and ``start()`` again on the same port and store: an outage and a return.
+    """
+
+    def __init__(self, tmp: Path, port: Optional[int] = None):
+        self.tmp, self.port = tmp, port or free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> "MlflowServer":
+        self.log = open(self.tmp / "mlflow-server.log", "a")
+        self.proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.tmp / 'server.db'}",
+             "--artifacts-destination", str(self.tmp / "server-artifacts"), "--serve-artifacts",
+             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_for(self.healthy, 120, "mlflow server")
+        return self
+
+    def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+            with urllib.request.urlopen(self.uri + "/health", timeout=2) as r:
                 return r.status == 200
         except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(tmp / 'mlflow-server.log').read_text()[-2000:]}")
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {(self.tmp / 'mlflow-server.log').read_text()[-2000:]}")
             return False
 
-    try:
-        wait_for(healthy, 120, "mlflow server")
-        yield uri
-    finally:
-        os.killpg(proc.pid, 15)
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        os.killpg(self.proc.pid, 15)
         try:
-            proc.wait(timeout=20)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-        log.close()
+            os.killpg(self.proc.pid, 9)
+        self.proc = None
+        self.log.close()
+
+
+@contextmanager
+def mlflow_server(tmp: Path) -> Iterator[str]:
+    """A real `mlflow server` for the duration of the block; yields its URI."""
+    server = MlflowServer(tmp).start()
+    try:
+        yield server.uri
+    finally:
+        server.stop()

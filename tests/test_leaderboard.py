@@ -225,7 +225,7 @@ def _log_trial(tracker, category: str, variant: str, auroc: float, fail: bool, t
         return
     final = {**{f"last/{m}": auroc + off for m, off in OFFSETS.items()},
              **{f"best_on_test/{m}": auroc + off + BEST_GAIN for m, off in OFFSETS.items()},
-             "best_epoch": 2, "skipped_batches": 3, "total_batches": 10}
+             "best_epoch": 2, "skipped_batches_total": 3, "total_batches": 10}
     tracker.submit({"kind": "trial_end", "trial": key, "step": 2, "metrics": final, "tags": tags, "time": t0 + 4})
 
 

@@ -41,7 +41,7 @@ class TrialEvents(Protocol):
 # ---------------------------------------------------------------- cluster
 
 
-def _probe(address: str) -> None:
+def probe(address: str) -> None:
     """A TCP connect to host:port, so an unreachable cluster fails in seconds, not minutes."""
     target = address.split("://", 1)[-1]
     host, _, port = target.rpartition(":")
@@ -58,12 +58,15 @@ def connect(address: Optional[str], num_cpus: Optional[int] = None, num_gpus: Op
     if not ray.is_initialized():
         common = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
         if address:
-            _probe(address)
+            probe(address)
             try:
                 ray.init(address=address, **common)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-                raise MasfError(f"cannot connect to the Ray cluster at {address}: {first[:200]}") from None
+                hint = ""
+                if "auth" in str(exc).lower() or "token" in str(exc).lower() or "Failed to connect" in first:
+                    hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token, e.g. RAY_AUTH_TOKEN_PATH)"
+                raise MasfError(f"cannot connect to the Ray cluster at {address}: {first[:200]}{hint}") from None
         else:
             # the dashboard stays off; where it runs it binds to 127.0.0.1
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, dashboard_host="127.0.0.1", **common)

@@ -101,12 +101,16 @@ class _Driver:
         self.tracker.submit({"kind": "trial_start", "trial": key, "tags": {**self._tags(key), "attempts": str(attempt)},
                              "params": params, "time": time.time()})
 
+    @staticmethod
+    def _epoch_metrics(record: dict[str, Any]) -> dict[str, float]:
+        return {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and (
+            k in EPOCH_KEYS or k in METRIC_NAMES or k.startswith(("loss/", "fusion_weight/")))}
+
     def reported(self, key: str, result: dict[str, Any]) -> None:
         if result.get("final"):
             return  # completed() logs the final row
         self.progress.epoch(key, result)
-        metrics = {k: result[k] for k in result if isinstance(result[k], (int, float)) and (
-            k in EPOCH_KEYS or k in METRIC_NAMES or k.startswith(("loss/", "fusion_weight/")))}
+        metrics = self._epoch_metrics(result)
         tags = {k: str(result[k]) for k in ("ray_node", "host", "device") if k in result}
         self.tracker.submit({"kind": "epoch", "trial": key, "step": int(result.get("epoch", 0)), "metrics": metrics,
                              "tags": tags, "time": time.time()})
@@ -126,6 +130,12 @@ class _Driver:
             return
         metrics = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
                    and (k.startswith(("last/", "best_on_test/")) or k in RESULT_METRICS)}
+        metrics["skipped_batches_total"] = metrics.pop("skipped_batches", 0)  # 'skipped_batches' is the per-epoch series
+        if checkpoint_dir and (Path(checkpoint_dir) / "history.json").exists():
+            # the last epoch is reported with the final row: log its per-epoch series too
+            last = json.loads((Path(checkpoint_dir) / "history.json").read_text())[-1]
+            self.tracker.submit({"kind": "epoch", "trial": key, "step": int(last.get("epoch", 0)),
+                                 "metrics": self._epoch_metrics(last), "tags": {}, "time": time.time()})
         tags = {**self._tags(key), **{k: str(row[k]) for k in ("device", "ray_node", "host") if k in row}}
         self.tracker.submit({"kind": "trial_end", "trial": key, "step": int(row.get("epochs", 0)), "metrics": metrics,
                              "tags": tags, "artifacts": artifacts, "time": time.time()})
@@ -162,6 +172,8 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
     tracking_uri = opts.tracking_uri or default_tracking_uri()
     summary = SweepSummary(name, opts.experiment, tracking_uri, str(storage / name))
 
+    if opts.address:
+        ray_tune.probe(opts.address)  # an unreachable cluster fails before the store is touched
     tracker = Tracker(tracking_uri, opts.experiment, name, spool=storage / name / "tracking-spool.jsonl")
     tracker.open(params={"categories": ",".join(categories), "variants": ",".join(variants),
                          "seeds": ",".join(map(str, opts.seeds)), "preset": opts.preset, "overrides": " ".join(opts.overrides),
@@ -180,25 +192,30 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
         slots = min(slots, int(resources.get("GPU", 0) // gpus))
     summary.concurrency = max(1, min(slots, opts.max_concurrent or slots, len(trials)))
 
-    specs = {t.key: t for t in trials}
-    epochs = {t.key: (t.config["train"]["epochs"] if t.config["model"]["amfd"]["enabled"] else 0) for t in trials}
-    ckpts = ray_tune.find_checkpoints(storage / name) if opts.resume else {}
-    start = time.time()
-    with SweepProgress(list(specs), epochs, concurrency=summary.concurrency, console=console) as progress:
-        driver = _Driver(specs, tracker, progress, summary, code_version())
-        todo = []
-        for key, spec in specs.items():
-            found = ckpts.get(key)
-            if key in finished:
-                progress.skipped(key, "already finished")
-                summary.skipped.append(key)
-            elif found and found[1]:  # finished on Ray, never logged: log it, do not rerun
-                driver.started(key, 1)
-                driver.completed(key, {}, str(found[2]))
-            else:
-                todo.append({"key": key, "config": spec.config, "cpus": opts.cpus_per_trial,
-                             "resume_from": str(found[2]) if found else None})
-        ray_tune.run_trials(todo, name, storage, driver, opts.cpus_per_trial, gpus, opts.max_concurrent, opts.max_failures)
+    tracker.start()
+    try:
+        specs = {t.key: t for t in trials}
+        epochs = {t.key: (t.config["train"]["epochs"] if t.config["model"]["amfd"]["enabled"] else 0) for t in trials}
+        ckpts = ray_tune.find_checkpoints(storage / name) if opts.resume else {}
+        start = time.time()
+        with SweepProgress(list(specs), epochs, concurrency=summary.concurrency, console=console) as progress:
+            driver = _Driver(specs, tracker, progress, summary, code_version())
+            todo = []
+            for key, spec in specs.items():
+                found = ckpts.get(key)
+                if key in finished:
+                    progress.skipped(key, "already finished")
+                    summary.skipped.append(key)
+                elif found and found[1]:  # finished on Ray, never logged: log it, do not rerun
+                    driver.started(key, 1)
+                    driver.completed(key, {}, str(found[2]))
+                else:
+                    todo.append({"key": key, "config": spec.config, "cpus": opts.cpus_per_trial,
+                                 "resume_from": str(found[2]) if found else None})
+            ray_tune.run_trials(todo, name, storage, driver, opts.cpus_per_trial, gpus, opts.max_concurrent, opts.max_failures)
+    except BaseException:
+        tracker.stop(deadline_s=10.0)  # what the trials reported so far: logged, or kept in the spool
+        raise
     summary.wall_seconds = time.time() - start
     summary.unlogged_events = finish_sweep(tracker, summary, storage / name, console)
     return summary
@@ -207,7 +224,7 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
 def finish_sweep(tracker: Tracker, summary: SweepSummary, folder: Path, console: Console) -> int:
     """Leaderboard onto the parent run, final flush; returns the events that could not be logged."""
     artifacts = []
-    tracker.flush(deadline_s=60.0)
+    tracker.stop(deadline_s=60.0)  # everything the trials reported, logged (or spooled)
     if not tracker.pending:
         try:
             from masf.leaderboard import write_sweep_leaderboard

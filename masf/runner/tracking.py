@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +23,11 @@ from typing import Any, Callable, Iterable, Optional
 from masf.errors import MasfError
 
 log = logging.getLogger(__name__)
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # schema-creation INFO lines are noise in a sweep's output
+# fail fast on an unreachable server: the spool below retries, MLflow's own back-off would block for minutes
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -100,6 +106,12 @@ class Tracker:
     parent_run_id: str = ""
     runs: dict[str, str] = field(default_factory=dict)  # trial key -> run id
     pending: list[dict[str, Any]] = field(default_factory=list)
+    down_since: Optional[float] = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _flushing: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _wake: threading.Event = field(default_factory=threading.Event, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: Optional[threading.Thread] = field(default=None, repr=False)
 
     # ------------------------------------------------------------ setup
 
@@ -170,9 +182,17 @@ class Tracker:
         return done
 
     def submit(self, event: dict[str, Any]) -> None:
-        """Queue one event (trial_start, epoch, trial_end, trial_failed, sweep_end) and try to log the queue."""
-        self.pending.append(event)
-        self.flush()
+        """Queue one event (trial_start, epoch, trial_end, trial_failed, sweep_end).
+
+        With a background writer running (``start``), this returns at once and the
+        writer logs in order; otherwise the queue is logged here and now.
+        """
+        with self._lock:
+            self.pending.append(event)
+        if self._thread is not None:
+            self._wake.set()
+        else:
+            self.flush()
 
     def flush(self, deadline_s: float = 0.0) -> int:
         """Log queued events in order; keep the rest (and the spool file) when the store is down.
@@ -180,28 +200,69 @@ class Tracker:
         With ``deadline_s`` > 0 keep retrying that long. Returns how many events are still waiting.
         """
         end = time.monotonic() + deadline_s
-        while True:
-            try:
-                client = _client(self.tracking_uri)
-                while self.pending:
-                    self._apply(client, self.pending[0])
-                    self.pending.pop(0)
-                break
-            except Exception as exc:
-                if time.monotonic() >= end:
-                    log.warning("MLflow store not reachable (%s); %d events wait in %s", exc.__class__.__name__, len(self.pending), self.spool)
+        with self._flushing:
+            while True:
+                try:
+                    client = _client(self.tracking_uri)
+                    while True:
+                        with self._lock:
+                            if not self.pending:
+                                break
+                            event = self.pending[0]
+                        self._apply(client, event)
+                        with self._lock:
+                            self.pending.pop(0)
+                    self.down_since = None
                     break
-                time.sleep(2.0)
-        self._write_spool()
-        return len(self.pending)
+                except Exception as exc:
+                    if self.down_since is None:
+                        self.down_since = time.monotonic()
+                        log.warning("MLflow store %s not reachable (%s: %s); events are kept and logged when it is back",
+                                    self.tracking_uri, exc.__class__.__name__, str(exc).splitlines()[0][:120] if str(exc) else "")
+                    if time.monotonic() >= end:
+                        break
+                    time.sleep(min(2.0, max(0.0, end - time.monotonic())))
+            self._write_spool()
+            with self._lock:
+                return len(self.pending)
+
+    # ------------------------------------------------------------ background writer
+
+    def start(self) -> "Tracker":
+        """Log from a background thread, so the sweep's event loop never waits on the store."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="masf-mlflow-writer", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=5.0)
+            self._wake.clear()
+            if self.pending:
+                self.flush()
+                if self.pending:  # store down: back off before the next try
+                    self._stop.wait(timeout=3.0)
+
+    def stop(self, deadline_s: float = 60.0) -> int:
+        """Stop the writer, then keep trying for ``deadline_s``; returns events still not logged."""
+        if self._thread is not None:
+            self._stop.set()
+            self._wake.set()
+            self._thread.join()
+            self._thread = None
+        return self.flush(deadline_s=deadline_s)
 
     def _write_spool(self) -> None:
         if not self.spool:
             return
-        if self.pending:
+        with self._lock:
+            pending = list(self.pending)
+        if pending:
             self.spool.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.spool.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(e) + "\n" for e in self.pending))
+            tmp.write_text("".join(json.dumps(e) + "\n" for e in pending))
             os.replace(tmp, self.spool)
         elif self.spool.exists():
             self.spool.unlink()
