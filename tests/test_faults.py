@@ -84,14 +84,16 @@ def test_a_node_leaving_mid_sweep(synth_root, tmp_path):
         args = ["run", "--categories", "bottle,carpet", "--variants", "full,no_ttsa", "--data-root", str(synth_root),
                 "--address", cluster["address"], "--experiment", "node", "--storage", str(tmp_path / "shared"),
                 "--max-failures", "3", *LONG]
-        proc, seen = _driver(args, tmp_path, cluster["env"])
+        proc, seen = _driver(args, tmp_path, cluster["env"]), []
         _read_until(proc, "epoch 2/6", seen)
         stop_node(cluster["worker_pids"][0])  # the worker node leaves, with whatever ran on it
         wait_for(lambda: _alive_nodes(cluster["address"], cluster["env"]) == 1, 120, "the node's departure")
         reader = _drain(proc, seen)
         assert proc.wait(timeout=900) == 0, "".join(seen)
         reader.join()
+    assert "retrying from its last checkpoint" in "".join(seen)  # the trial on the lost node was rescheduled
     runs = load_trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "node")
+    assert any(int(r["tag:attempts"]) > 1 for r in runs)
     assert Counter(r["tag:masf.trial_key"] for r in runs) == Counter(
         {k: 1 for k in ("bottle/full/seed0", "bottle/no_ttsa/seed0", "carpet/full/seed0", "carpet/no_ttsa/seed0")})
     assert all(r["status"] == "FINISHED" and "last/pro" in r for r in runs)
@@ -111,7 +113,7 @@ def test_mlflow_outage_mid_sweep_loses_nothing(synth_root, tmp_path):
     try:
         args = ["run", "--categories", "bottle,carpet", "--data-root", str(synth_root), "--tracking-uri", server.uri,
                 "--experiment", "outage", "--max-concurrent", "1", *LONG]
-        proc, seen = _driver(args, tmp_path)
+        proc, seen = _driver(args, tmp_path), []
         _read_until(proc, "epoch 1/6", seen)
         server.stop()  # down while trials train and report
         _read_until(proc, "bottle/full/seed0: done", seen)
@@ -121,17 +123,16 @@ def test_mlflow_outage_mid_sweep_loses_nothing(synth_root, tmp_path):
         assert proc.wait(timeout=900) == 0, "".join(seen)
         reader.join()
         runs = load_trial_runs(server.uri, "outage")
+        from mlflow.tracking import MlflowClient
+
+        bottle = next(r for r in runs if r["tag:masf.trial_key"] == "bottle/full/seed0")
+        steps = [m.step for m in MlflowClient(server.uri).get_metric_history(bottle["run_id"], "loss")]
     finally:
         server.stop()
     assert "could not be logged" not in "".join(seen)
     assert sorted(r["tag:masf.trial_key"] for r in runs) == ["bottle/full/seed0", "carpet/full/seed0"]
     for r in runs:
         assert r["status"] == "FINISHED" and "last/image_auroc" in r and r["loss"] > 0
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(server.uri)
-    bottle = next(r for r in runs if r["tag:masf.trial_key"] == "bottle/full/seed0")
-    steps = [m.step for m in client.get_metric_history(bottle["run_id"], "loss")]
     assert sorted(set(steps)) == [1, 2, 3, 4, 5, 6]  # every epoch, also those reported during the outage
 
 
