@@ -54,13 +54,16 @@ def ray_cluster(tmp: Path, workers: int = 1, cpus_per_node: int = 1) -> Iterator
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-    head = _ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", str(cpus_per_node),
-                "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats", env=env)
-    if head.returncode != 0:
-        raise RuntimeError(f"ray start --head failed: {head.stderr[-2000:]}")
     address = f"127.0.0.1:{port}"
-    nodes = {"address": address, "env": env, "worker_pids": []}
+    # every node runs under `ray start --block` in a process group of its own: the test stops
+    # exactly these nodes (never `ray stop`, which would end every Ray on the machine)
+    head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                             "--num-cpus", str(cpus_per_node), "--num-gpus", "0", "--include-dashboard", "false",
+                             "--disable-usage-stats", "--block"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    nodes = {"address": address, "env": env, "worker_pids": [], "head_pid": head.pid}
     try:
+        wait_for(lambda: _alive_nodes(address, env) >= 1, 120, "the Ray head")
         for i in range(workers):
             # --block keeps each worker node in a process group of its own, so a test can take one node away
             proc = subprocess.Popen([str(BIN / "ray"), "start", "--address", address, "--node-ip-address", "127.0.0.1",
@@ -70,17 +73,18 @@ def ray_cluster(tmp: Path, workers: int = 1, cpus_per_node: int = 1) -> Iterator
         wait_for(lambda: _alive_nodes(address, env) >= workers + 1, 120, f"{workers + 1} Ray nodes")
         yield nodes
     finally:
-        for pid in nodes["worker_pids"]:
+        for pid in [*nodes["worker_pids"], head.pid]:
             stop_node(pid)
-        _ray("stop", "--force", env=env)
 
 
 def stop_node(pid: int) -> None:
     """Take a worker node out of the cluster: its `ray start --block` and everything it started."""
-    try:
-        os.killpg(pid, 9)
-    except ProcessLookupError:
-        pass
+    for sig in (15, 9):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        time.sleep(2)
 
 
 def _alive_nodes(address: str, env: dict) -> int:

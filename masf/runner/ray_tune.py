@@ -56,7 +56,10 @@ def probe(address: str) -> None:
 def connect(address: Optional[str], num_cpus: Optional[int] = None, num_gpus: Optional[float] = None) -> dict[str, float]:
     """Join ``address`` (``auto``, ``host:port`` or ``ray://host:10001``) or start Ray in-process. Returns cluster resources."""
     if not ray.is_initialized():
-        common = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+        # every worker of the sweep imports the trial code as it starts, while the driver
+        # is still setting up, instead of on the first trial's clock
+        common = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True,
+                      runtime_env={"worker_process_setup_hook": "masf.runner.ray_tune.warm_worker"})
         if address:
             probe(address)
             try:
@@ -76,6 +79,11 @@ def connect(address: Optional[str], num_cpus: Optional[int] = None, num_gpus: Op
 def shutdown() -> None:
     if ray.is_initialized():
         ray.shutdown()
+
+
+def warm_worker() -> None:
+    """Ray worker setup hook: import what a trial needs (torch, timm, the method, the metrics)."""
+    import masf.trial  # noqa: F401
 
 
 def node_info() -> dict[str, str]:
@@ -214,7 +222,6 @@ def run_trials(
     if not trials:
         return
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     by_key = {t["key"]: t for t in trials}
     resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
     tuner = tune.Tuner(

@@ -1,0 +1,79 @@
+"""Training throughput on CPU: images per second per epoch, and how an epoch and the bank build
+(coreset selection included) scale with the number of training images.
+
+Synthetic `bottle` images at the preset's resolution; one trial per image count, each a
+couple of epochs of the real trainer, evaluation off the clock (a tiny test split).
+
+    python bench/bench_train.py --counts 16,32,64,128 --preset cpu --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from masf.config import build_config
+from masf.data.synth import generate_dataset
+from masf.method.model import MASF
+from masf.trainer import Trainer
+from masf.trial import build_datasets, cached_teacher
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--counts", default="16,32,64,128")
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    counts = [int(c) for c in args.counts.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_dataset(Path(tmp), categories=["bottle"], seed=0, size=256, n_train=max(counts), n_test=4)
+        for n in counts:
+            cfg = build_config(args.preset, [f"data.root={tmp}", "data.category=bottle", f"data.max_train_images={n}",
+                                             f"train.epochs={args.epochs}", f"eval.every={args.epochs + 1}", "eval.figures=false",
+                                             "model.ttsa.enabled=false"])
+            teacher = cached_teacher(cfg.model.teacher)
+            train, test = build_datasets(cfg, teacher.mean, teacher.std)
+            for i in range(len(train)):  # decode once, as every epoch after the first would
+                train[i]
+            torch.manual_seed(0)
+            trainer = Trainer(cfg, MASF(cfg.model, teacher, seed=0), train, test, Path(tmp) / f"run{n}")
+            epoch_s = []
+            for _ in range(args.epochs):
+                t0 = time.perf_counter()
+                trainer.train_epoch()
+                trainer.epoch += 1
+                epoch_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            trainer.build_banks()
+            bank_s = time.perf_counter() - t0
+            best = min(epoch_s)
+            rows.append((n, best, n / best, bank_s, trainer.bank_stats))
+            print(f"{n} images: epoch {best:.1f} s ({n / best:.1f} img/s), bank build {bank_s:.1f} s {trainer.bank_stats}", flush=True)
+    lines = [
+        f"- command: `python bench/bench_train.py --counts {args.counts} --preset {args.preset} --epochs {args.epochs} --threads {args.threads}`",
+        f"- machine: {platform.machine()} CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}; date {time.strftime('%Y-%m-%d')}",
+        "",
+        "| train images | epoch (s, best of runs) | images / s | bank build incl. coreset (s) | patches at scale 0 | prototypes per scale |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    for n, best, ips, bank_s, stats in rows:
+        protos = ", ".join(str(v) for k, v in sorted(stats.items()) if k.endswith("_prototypes"))
+        lines.append(f"| {n} | {best:.1f} | {ips:.1f} | {bank_s:.1f} | {stats.get('bank/scale0_patches', 0):,} | {protos} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
