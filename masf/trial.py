@@ -159,7 +159,10 @@ def run_trial(
     out_dir = Path(out_dir)
     _check_writable(out_dir)
     if cfg.train.threads > 0:
+        import faiss
+
         torch.set_num_threads(cfg.train.threads)
+        faiss.omp_set_num_threads(cfg.train.threads)  # the bank search shares the trial's CPU budget
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     teacher = cached_teacher(cfg.model.teacher)

@@ -30,8 +30,8 @@ def run(
     categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated categories, e.g. bottle,wood."),
     variants: Optional[str] = typer.Option(None, "--variants", help="Comma-separated variants (default: full). See `masf-bench variants`."),
     ablations: bool = typer.Option(False, "--ablations", help="Every registered variant plus the baseline."),
-    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
-    preset: str = typer.Option("smoke", "--preset", "-p", help=PRESET_HELP),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: 0)."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP + " (default: smoke)"),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset root in MVTec layout (default: $MVTEC_AD_ROOT, else the synthetic dataset)."),
     address: Optional[str] = typer.Option(None, "--address", envvar="MASF_RAY_ADDRESS", help="Ray cluster: auto, host:port or ray://host:10001 (default: a local Ray in-process)."),
@@ -43,9 +43,28 @@ def run(
     max_concurrent: int = typer.Option(0, "--max-concurrent", help="Most trials at once (0: as many as resources allow)."),
     max_failures: int = typer.Option(2, "--max-failures", help="Retries of a failing trial, each from its last checkpoint."),
     resume: bool = typer.Option(False, "--resume", help="Finish a stopped sweep (same arguments): only missing trials run."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="A benchmark suite of bench/suites (or a YAML path): its categories, variants, seeds and preset, where not given here."),
 ) -> None:
     """Sweep categories x variants x seeds on Ray Tune, tracked in MLflow."""
     from masf.runner.sweep import SweepOptions, run_sweep
+
+    if suite:
+        from masf.runner.plan import load_suite
+
+        spec = load_suite(suite)
+        if not (all_categories or categories):
+            cats = spec.get("categories")
+            all_categories = cats == "all"
+            categories = None if all_categories else ",".join(map(str, cats or []))
+        if not (ablations or variants):
+            vs = spec.get("variants")
+            ablations = vs == "ablations"
+            variants = None if ablations else ",".join(map(str, vs or []))
+        if seeds is None and "seeds" in spec:
+            seeds = ",".join(str(s) for s in spec["seeds"])
+        if preset is None and "preset" in spec:
+            preset = str(spec["preset"])
+        overrides = [*map(str, spec.get("overrides", [])), *overrides]
 
     if all_categories and categories:
         raise MasfError("give --all-categories or --categories, not both")
@@ -53,7 +72,7 @@ def run(
         raise MasfError("give --ablations or --variants, not both")
     opts = SweepOptions(
         categories=_csv(categories), all_categories=all_categories, variants=_csv(variants), ablations=ablations,
-        seeds=_seeds(seeds), preset=preset, overrides=list(overrides), data_root=str(data_root) if data_root else None,
+        seeds=_seeds(seeds or "0"), preset=preset or "smoke", overrides=list(overrides), data_root=str(data_root) if data_root else None,
         address=address, tracking_uri=tracking_uri, experiment=experiment, storage=str(storage) if storage else None,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
         max_failures=max_failures, resume=resume,

@@ -137,3 +137,31 @@ def sweep_name(root: Path, categories: Sequence[str], variants: Sequence[str], s
     """A stable name: the same arguments give the same sweep, which is what --resume finds."""
     blob = json.dumps([str(root), sorted(categories), sorted(variants), sorted(seeds), preset, sorted(overrides)])
     return f"{Path(preset).stem}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
+
+
+SUITE_DIR = Path(__file__).resolve().parents[2] / "bench" / "suites"
+SUITE_KEYS = {"categories", "variants", "seeds", "preset", "overrides"}
+
+
+def load_suite(name: str) -> dict[str, Any]:
+    """A benchmark suite (bench/suites/NAME.yaml or a path): categories, variants, seeds, preset, overrides.
+
+    ``categories: all`` means every category under the data root; ``variants: ablations`` every
+    registered variant plus the baseline.
+    """
+    import yaml
+
+    path = Path(name) if name.endswith((".yaml", ".yml")) else SUITE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in SUITE_DIR.glob("*.yaml")))
+        raise MasfError(f"unknown suite '{name}' (known: {known}, or a path to a YAML file)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MasfError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise MasfError(f"{path}: expected a mapping of {', '.join(sorted(SUITE_KEYS))}")
+    unknown = set(data) - SUITE_KEYS
+    if unknown:
+        raise MasfError(f"{path}: unknown suite key '{sorted(unknown)[0]}' (known: {', '.join(sorted(SUITE_KEYS))})")
+    return data

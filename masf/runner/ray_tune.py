@@ -120,7 +120,6 @@ def trainable(config: dict[str, Any]) -> None:
     cfg = config_from_dict(spec["config"])
     if cfg.train.threads <= 0:
         cfg.train.threads = max(1, int(spec.get("cpus", 1)))
-    os.environ["OMP_NUM_THREADS"] = str(cfg.train.threads)  # FAISS and BLAS follow torch's share
     work = Path(tune.get_context().get_trial_dir()) / "work"
     work.mkdir(parents=True, exist_ok=True)
     restored = tune.get_checkpoint()
