@@ -72,7 +72,10 @@ def connect(address: Optional[str], num_cpus: Optional[int] = None, num_gpus: Op
                 raise MasfError(f"cannot connect to the Ray cluster at {address}: {first[:200]}{hint}") from None
         else:
             # the dashboard stays off; where it runs it binds to 127.0.0.1
-            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, dashboard_host="127.0.0.1", **common)
+            # address="local": always a fresh in-process Ray, never a cluster that some `ray start`
+            # on this machine left in /tmp/ray/ray_current_cluster
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                     dashboard_host="127.0.0.1", **common)
     return {k: float(v) for k, v in ray.cluster_resources().items()}
 
 
