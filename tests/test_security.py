@@ -30,8 +30,7 @@ def _name(call: ast.Call) -> str:
     while isinstance(f, ast.Attribute):
         parts.append(f.attr)
         f = f.value
-    if isinstance(f, ast.Name):
-        parts.append(f.id)
+    parts.append(f.id if isinstance(f, ast.Name) else "<expr>")  # obj().eval() is a method, not eval()
     return ".".join(reversed(parts))
 
 

@@ -119,6 +119,26 @@ class _Driver:
         if result.get("trial_error"):
             self.failed(key, str(result["trial_error"]))
             return
+        row = self._log_result(key, result, checkpoint_dir)
+        if row is None:
+            self.failed(key, "trial ended without a result")
+            return
+        self.progress.done(key, row)
+        self.summary.done.append(key)
+        self.summary.trial_seconds += float(row.get("trial_seconds", 0.0))
+
+    def recovered(self, key: str, checkpoint_dir: str) -> None:
+        """A trial that finished before the driver stopped but was never logged: log it from its final checkpoint."""
+        self.tracker.submit({"kind": "trial_start", "trial": key, "tags": self._tags(key),
+                             "params": flatten(self.specs[key].config), "time": time.time()})
+        if self._log_result(key, {}, checkpoint_dir) is None:
+            self.failed(key, f"final checkpoint {checkpoint_dir} holds no result")
+            return
+        self.progress.skipped(key, "finished before the stop; its result is logged now")
+        self.summary.skipped.append(key)
+
+    def _log_result(self, key: str, result: dict[str, Any], checkpoint_dir: Optional[str]) -> Optional[dict[str, Any]]:
+        """Queue the final metrics, per-epoch series of the last epoch, tags and artifacts; the row, or None."""
         row = dict(result)
         artifacts = []
         if checkpoint_dir and (Path(checkpoint_dir) / "result.json").exists():
@@ -126,8 +146,7 @@ class _Driver:
             artifacts = [(str(Path(checkpoint_dir) / name), "" if name != "figures" else "figures")
                          for name in ("result.json", "config.yaml", "history.json", "figures")]
         if "last/image_auroc" not in row:
-            self.failed(key, "trial ended without a result")
-            return
+            return None
         metrics = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
                    and (k.startswith(("last/", "best_on_test/")) or k in RESULT_METRICS)}
         metrics["skipped_batches_total"] = metrics.pop("skipped_batches", 0)  # 'skipped_batches' is the per-epoch series
@@ -139,9 +158,7 @@ class _Driver:
         tags = {**self._tags(key), **{k: str(row[k]) for k in ("device", "ray_node", "host") if k in row}}
         self.tracker.submit({"kind": "trial_end", "trial": key, "step": int(row.get("epochs", 0)), "metrics": metrics,
                              "tags": tags, "artifacts": artifacts, "time": time.time()})
-        self.progress.done(key, row)
-        self.summary.done.append(key)
-        self.summary.trial_seconds += float(row.get("trial_seconds", 0.0))
+        return row
 
     def failed(self, key: str, error: str) -> None:
         self.progress.failed(key, error)
@@ -179,9 +196,12 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
                          "seeds": ",".join(map(str, opts.seeds)), "preset": opts.preset, "overrides": " ".join(opts.overrides),
                          "data_root": str(root)})
     finished = tracker.finished_trials()
-    if finished and not opts.resume:
-        raise MasfError(f"sweep {name} already has {len(finished)} finished trials in experiment '{opts.experiment}': "
-                        "pass --resume to run only what is missing, or --experiment NEW for a fresh sweep")
+    ckpts = ray_tune.find_checkpoints(storage / name)
+    done_somewhere = set(finished) | {k for k, (_, final, _) in ckpts.items() if final}
+    if done_somewhere and not opts.resume:
+        raise MasfError(f"sweep {name} already has {len(done_somewhere)} finished trials (experiment '{opts.experiment}', "
+                        f"storage {storage / name}): pass --resume to run only what is missing, or --experiment NEW "
+                        "and --storage NEW for a fresh sweep")
 
     resources = ray_tune.connect(opts.address, num_gpus=None)
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if resources.get("GPU", 0) >= 1 else 0.0)
@@ -196,7 +216,8 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
     try:
         specs = {t.key: t for t in trials}
         epochs = {t.key: (t.config["train"]["epochs"] if t.config["model"]["amfd"]["enabled"] else 0) for t in trials}
-        ckpts = ray_tune.find_checkpoints(storage / name) if opts.resume else {}
+        if not opts.resume:
+            ckpts = {}  # a fresh sweep starts every trial from scratch
         start = time.time()
         with SweepProgress(list(specs), epochs, concurrency=summary.concurrency, console=console) as progress:
             driver = _Driver(specs, tracker, progress, summary, code_version())
@@ -207,8 +228,7 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
                     progress.skipped(key, "already finished")
                     summary.skipped.append(key)
                 elif found and found[1]:  # finished on Ray, never logged: log it, do not rerun
-                    driver.started(key, 1)
-                    driver.completed(key, {}, str(found[2]))
+                    driver.recovered(key, str(found[2]))
                 else:
                     todo.append({"key": key, "config": spec.config, "cpus": opts.cpus_per_trial,
                                  "resume_from": str(found[2]) if found else None})
