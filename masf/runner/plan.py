@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from masf.config import Config, build_config
+from masf.config import Config, build_config, read_yaml
 from masf.data import MVTEC_CATEGORIES
 from masf.data.mvtec import category_dir, check_category_name, list_categories
 from masf.errors import DataError, MasfError
@@ -149,18 +149,11 @@ def load_suite(name: str) -> dict[str, Any]:
     ``categories: all`` means every category under the data root; ``variants: ablations`` every
     registered variant plus the baseline.
     """
-    import yaml
-
     path = Path(name) if name.endswith((".yaml", ".yml")) else SUITE_DIR / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in SUITE_DIR.glob("*.yaml")))
         raise MasfError(f"unknown suite '{name}' (known: {known}, or a path to a YAML file)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise MasfError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise MasfError(f"{path}: expected a mapping of {', '.join(sorted(SUITE_KEYS))}")
+    data = read_yaml(path)
     unknown = set(data) - SUITE_KEYS
     if unknown:
         raise MasfError(f"{path}: unknown suite key '{sorted(unknown)[0]}' (known: {', '.join(sorted(SUITE_KEYS))})")
