@@ -135,6 +135,7 @@ class EvalConfig:
     composite_weights: list[float] = field(default_factory=lambda: [0.5, 0.3, 0.2])
     figures: bool = True
     heatmap_images: int = 6  # rows in the heatmap grid figure
+    timing_images: int = 16  # test images timed for ms per image, with and without TTSA (0: not timed)
 
 
 @dataclass

@@ -51,7 +51,7 @@ class TrainOutcome:
     skipped_batches: int
     total_batches: int
     train_seconds: float
-    bank_stats: dict[str, int] = field(default_factory=dict)
+    bank_stats: dict[str, float] = field(default_factory=dict)
 
 
 def composite(metrics: dict[str, float], weights: list[float]) -> float:
@@ -121,7 +121,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
         self.bank_built = False
-        self.bank_stats: dict[str, int] = {}
+        self.bank_stats: dict[str, float] = {}
 
     # ------------------------------------------------------------ checkpoints
 
@@ -230,7 +230,10 @@ class Trainer:
             return
         self.model.eval()
         images = (b["image"].to(self.device) for b in self.bank_loader)
-        self.bank_stats = self.model.build_banks(images)
+        start = time.perf_counter()
+        stats: dict[str, float] = dict(self.model.build_banks(images))
+        stats["bank_seconds"] = round(time.perf_counter() - start, 3)  # teacher pass, coreset, index
+        self.bank_stats = stats
         self.bank_built = True
 
     @torch.no_grad()

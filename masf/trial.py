@@ -173,9 +173,14 @@ def run_trial(
     trainer = Trainer(cfg, model, train_set, test_set, out_dir, on_epoch=on_epoch, on_batch=on_batch)
     outcome = trainer.fit(resume=resume)
     bs = cfg.data.eval_batch_size
+
+    def timed(ttsa: bool) -> Optional[float]:
+        n = cfg.eval.timing_images
+        return round(time_inference(model, test_set, ttsa, bs, max_images=n), 3) if n > 0 else None
+
     extra: dict[str, Any] = {
-        "infer_ms_per_image": round(time_inference(model, test_set, False, bs), 3),
-        "infer_ms_per_image_ttsa": round(time_inference(model, test_set, True, bs), 3),
+        "infer_ms_per_image": timed(False),
+        "infer_ms_per_image_ttsa": timed(True),
         "device": str(trainer.device),
         "torch_threads": torch.get_num_threads(),
         "host": platform.node(),

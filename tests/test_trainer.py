@@ -145,7 +145,9 @@ def test_killed_trial_resumes_to_the_same_metrics(synth_root, tiny, tmp_path):
 
 
 def test_patchcore_trains_nothing_and_scores(synth_root, tiny, tmp_path):
-    cfg = build_config(None, tiny(synth_root), variant="patchcore")
+    cfg = build_config(None, {**tiny(synth_root), "eval.timing_images": 0}, variant="patchcore")
     row = run_trial(cfg, tmp_path)
     assert row["total_batches"] == 0 and row["best_epoch"] == 0
     assert 0.0 <= row["last/image_auroc"] <= 1.0
+    assert row["bank_seconds"] > 0 and row["bank/scale0_prototypes"] > 0
+    assert row["infer_ms_per_image"] is None and row["infer_ms_per_image_ttsa"] is None  # timing switched off

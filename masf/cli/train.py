@@ -85,7 +85,10 @@ def train(
 
         row = run_trial(cfg, out, on_epoch=on_epoch, on_batch=on_batch, resume=resume)
     console.print(metrics_table(row, f"{row['category']} / {row['variant']} / seed {row['seed']}"))
+    ms, ms_ttsa = row["infer_ms_per_image"], row["infer_ms_per_image_ttsa"]
+    timing = f"inference {ms:.1f} ms/img ({ms_ttsa:.1f} with TTSA)" if ms is not None else "inference not timed"
+    bank = f"  bank build {row['bank_seconds']:.1f} s" if "bank_seconds" in row else ""
     console.print(
-        f"skipped batches {row['skipped_batches']}/{row['total_batches']}  train {row['train_seconds']:.1f} s  "
-        f"inference {row['infer_ms_per_image']:.1f} ms/img ({row['infer_ms_per_image_ttsa']:.1f} with TTSA)  device {row['device']}"
+        f"skipped batches {row['skipped_batches']}/{row['total_batches']}  train {row['train_seconds']:.1f} s{bank}  "
+        f"{timing}  device {row['device']}"
     )

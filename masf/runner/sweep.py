@@ -27,7 +27,7 @@ EPOCH_KEYS = ("loss", "lr", "skipped_batches", "batches", "epoch_seconds", "eval
 METRIC_NAMES = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pro")
 RESULT_METRICS = (
     "best_epoch", "skipped_batches", "total_batches", "train_seconds", "eval_seconds", "trial_seconds",
-    "infer_ms_per_image", "infer_ms_per_image_ttsa", "test_images",
+    "infer_ms_per_image", "infer_ms_per_image_ttsa", "test_images", "bank_seconds",
 )
 
 
