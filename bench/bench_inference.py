@@ -53,6 +53,39 @@ def time_score(model: MASF, x: torch.Tensor, ttsa: bool, batch: int, repeats: in
     return statistics.median(runs)
 
 
+def _ms(fn, images: int, repeats: int):
+    """(ms per image of fn(), its last output), warm-up excluded."""
+    out = fn()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        out = fn()
+    return 1000 * (time.perf_counter() - t0) / repeats / images, out
+
+
+@torch.no_grad()
+def breakdown(model: MASF, x: torch.Tensor, repeats: int) -> list[tuple[str, float]]:
+    """ms per image of each stage of ``model.score`` without TTSA, on one batch."""
+    n = len(x)
+    rows = []
+    ms, feats = _ms(lambda: model.teacher(x), n, repeats)
+    rows.append(("teacher", ms))
+    for i, f in enumerate(feats):
+        shape = f"{f.shape[1]} ch, {f.shape[2]}x{f.shape[3]}"
+        ms, spec = _ms(lambda: model.sdm[i](f), n, repeats)
+        rows.append((f"scale {i} ({shape}): SDM", ms))
+        student = model.students[i]
+        ms, q = _ms(lambda: student.ssca(spec, spec), n, repeats)
+        rows.append((f"scale {i}: SSCA attention ({f.shape[2] * f.shape[3]} tokens, d={student.ssca.dim})", ms))
+        ms, _ = _ms(lambda: student.head(student.blocks(q)), n, repeats)
+        rows.append((f"scale {i}: residual blocks + head", ms))
+        ms, _ = _ms(lambda: model.banks[i].score(f), n, repeats)
+        rows.append((f"scale {i}: bank (embed + FAISS k={model.banks[i].bank.k})", ms))
+    total, _ = _ms(lambda: model.score(x, ttsa=False), n, repeats)
+    rows.append(("rest (upsampling, fusion, blur)", total - sum(ms for _, ms in rows)))
+    rows.append(("**score(), no TTSA**", total))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", type=Path)
@@ -94,6 +127,9 @@ def main() -> None:
         "| model | ms / image | x baseline |",
         "|---|---:|---:|",
     ] + [f"| {k} | {v:.1f} | {v / ref:.2f} |" for k, v in rows.items()]
+    lines += ["", f"Where MASF's time goes (one batch of {min(args.batch, len(x))}, no TTSA):", "",
+              "| stage | ms / image |", "|---|---:|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in breakdown(masf, x[: args.batch], args.repeats)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
