@@ -41,10 +41,6 @@ def cli(*args: str, cwd: Path, env: Optional[dict] = None, timeout: float = 900)
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _ray(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "ray"), *args], capture_output=True, text=True, timeout=180, env=env)
-
-
 @contextmanager
 def ray_cluster(tmp: Path, workers: int = 1, cpus_per_node: int = 1) -> Iterator[dict]:
     """A head and ``workers`` worker nodes started with `ray start` on 127.0.0.1."""

@@ -6,7 +6,6 @@ import ast
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
