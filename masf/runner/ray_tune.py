@@ -113,6 +113,14 @@ def _report(metrics: dict[str, Any], files: dict[str, Path], mark: dict[str, Any
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
+def _take_checkpoint(source: str | Path, work: Path) -> None:
+    """Copy the trainer's checkpoint out of a restored Tune checkpoint folder into the trial's work folder."""
+    from masf.trainer import CHECKPOINT
+
+    if (Path(source) / CHECKPOINT).exists():
+        shutil.copy2(Path(source) / CHECKPOINT, work / CHECKPOINT)
+
+
 def trainable(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one trial of ``config["trial"]``."""
     from masf.config import config_from_dict
@@ -126,13 +134,11 @@ def trainable(config: dict[str, Any]) -> None:
     work = Path(tune.get_context().get_trial_dir()) / "work"
     work.mkdir(parents=True, exist_ok=True)
     restored = tune.get_checkpoint()
-    source = None
     if restored is not None:
-        source = restored.to_directory(tempfile.mkdtemp(prefix="masf-restore-"))
+        with tempfile.TemporaryDirectory(prefix="masf-restore-") as tmp:
+            _take_checkpoint(restored.to_directory(tmp), work)
     elif spec.get("resume_from"):
-        source = spec["resume_from"]
-    if source and (Path(source) / CHECKPOINT).exists():
-        shutil.copy2(Path(source) / CHECKPOINT, work / CHECKPOINT)
+        _take_checkpoint(spec["resume_from"], work)
     info = node_info()
     key = spec["key"]
 
