@@ -42,6 +42,10 @@ def run(
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPUs per trial (also its torch threads)."),
     max_concurrent: int = typer.Option(0, "--max-concurrent", help="Most trials at once (0: as many as resources allow)."),
     max_failures: int = typer.Option(2, "--max-failures", help="Retries of a failing trial, each from its last checkpoint."),
+    reuse_workers: Optional[bool] = typer.Option(
+        None, "--reuse-workers/--fresh-workers",
+        help="Run the next trial in a finished trial's worker process (imports and backbone kept) or start a fresh "
+             "process per trial (memory, GPU included, fully released). Default: reuse on a local Ray, fresh on a cluster."),
     resume: bool = typer.Option(False, "--resume", help="Finish a stopped sweep (same arguments): only missing trials run."),
     suite: Optional[str] = typer.Option(None, "--suite", help="A benchmark suite of bench/suites (or a YAML path): its categories, variants, seeds and preset, where not given here."),
 ) -> None:
@@ -75,7 +79,7 @@ def run(
         seeds=_seeds(seeds or "0"), preset=preset or "smoke", overrides=list(overrides), data_root=str(data_root) if data_root else None,
         address=address, tracking_uri=tracking_uri, experiment=experiment, storage=str(storage) if storage else None,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
-        max_failures=max_failures, resume=resume,
+        max_failures=max_failures, resume=resume, reuse_workers=reuse_workers,
     )
     console = Console(highlight=False)
     summary = run_sweep(opts, console)

@@ -225,8 +225,12 @@ def run_trials(
     gpus_per_trial: float = 0.0,
     max_concurrent: int = 0,
     max_failures: int = 1,
+    reuse_workers: bool = True,
 ) -> None:
-    """Run the trials (dicts with key, config, cpus, resume_from) as one Tune experiment."""
+    """Run the trials (dicts with key, config, cpus, resume_from) as one Tune experiment.
+
+    ``reuse_workers``: a finished trial's worker process takes the next trial (Tune's actor reuse).
+    """
     if not trials:
         return
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -237,7 +241,7 @@ def run_trials(
         param_space={"trial": tune.grid_search(list(by_key.values()))},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=max_concurrent or None,
-            reuse_actors=True,
+            reuse_actors=reuse_workers,
             trial_name_creator=lambda t: t.config["trial"]["key"].replace("/", "__"),
             trial_dirname_creator=lambda t: t.config["trial"]["key"].replace("/", "__") + "-" + t.trial_id,
         ),

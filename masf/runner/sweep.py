@@ -50,6 +50,9 @@ class SweepOptions:
     max_concurrent: int = 0
     max_failures: int = 2
     resume: bool = False
+    # None: reuse worker processes on a local Ray (no per-trial start-up), a fresh process per trial
+    # on a cluster (each trial's memory, GPU memory included, is released with its process)
+    reuse_workers: Optional[bool] = None
 
 
 @dataclass
@@ -232,7 +235,9 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
                 else:
                     todo.append({"key": key, "config": spec.config, "cpus": opts.cpus_per_trial,
                                  "resume_from": str(found[2]) if found else None})
-            ray_tune.run_trials(todo, name, storage, driver, opts.cpus_per_trial, gpus, opts.max_concurrent, opts.max_failures)
+            reuse = opts.address is None if opts.reuse_workers is None else opts.reuse_workers
+            ray_tune.run_trials(todo, name, storage, driver, opts.cpus_per_trial, gpus, opts.max_concurrent,
+                                opts.max_failures, reuse_workers=reuse)
     except BaseException:
         tracker.stop(deadline_s=10.0)  # what the trials reported so far: logged, or kept in the spool
         raise
