@@ -32,6 +32,7 @@ from masf.data.mvtec import MVTecDataset
 from masf.data.synth import generate_dataset
 from masf.method.coreset import coverage_radius, greedy_coreset, random_projection
 from masf.teacher import build_teacher
+from bench.report import emit
 
 
 def patch_features(n_patches: int, batch: int = 16) -> np.ndarray:
@@ -113,10 +114,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r[0]:,} | {r[1]:,} | {r[2]:.1f} | {r[3]:.1f} | {r[4]} | {r[5]:.2f} | {r[6]:.2f} | {r[7]:.4f} | {r[8]:.4f} | "
                      + (f"{r[9]:.4f}" if np.isfinite(r[9]) else "-") + f" | {r[10]:.4f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

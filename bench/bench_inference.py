@@ -24,6 +24,7 @@ from masf.config import build_config
 from masf.data.synth import generate_dataset
 from masf.method.model import MASF
 from masf.trial import build_datasets, cached_teacher
+from bench.report import emit
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
@@ -130,10 +131,7 @@ def main() -> None:
     lines += ["", f"Where MASF's time goes (one batch of {min(args.batch, len(x))}, no TTSA):", "",
               "| stage | ms / image |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in breakdown(masf, x[: args.batch], args.repeats)]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(lines, args.out)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 

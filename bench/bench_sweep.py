@@ -19,6 +19,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench.report import emit
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,7 +48,7 @@ def main() -> None:
         s = run_sweep(opts, Console(quiet=True))
         total = time.perf_counter() - t1
         n = len(s.done)
-    text = "\n".join([
+    emit([
         f"- command: `python bench/bench_sweep.py --categories {args.categories} --variants {args.variants} --seeds {args.seeds} "
         f"--preset {args.preset} --cpus-per-trial {args.cpus_per_trial}`",
         f"- machine: {platform.machine()} CPU, {os.cpu_count()} cores; date {time.strftime('%Y-%m-%d')}",
@@ -55,12 +57,9 @@ def main() -> None:
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {n} | {s.concurrency} | {ray_start:.1f} | {s.wall_seconds:.1f} | {total:.1f} | {s.trial_seconds:.1f} | "
         f"{s.trial_seconds / max(1, n):.2f} | {s.efficiency:.3f} |",
-    ]) + "\n"
-    print(text)
+    ], args.out)
     if s.failed:
         print("failed:", s.failed)
-    if args.out:
-        args.out.write_text(text)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from masf.data.synth import generate_dataset
 from masf.method.model import MASF
 from masf.trainer import Trainer
 from masf.trial import build_datasets, cached_teacher
+from bench.report import emit
 
 
 def main() -> None:
@@ -69,10 +70,7 @@ def main() -> None:
     for n, best, ips, bank_s, stats in rows:
         protos = ", ".join(str(v) for k, v in sorted(stats.items()) if k.endswith("_prototypes"))
         lines.append(f"| {n} | {best:.1f} | {ips:.1f} | {bank_s:.1f} | {stats.get('bank/scale0_patches', 0):,} | {protos} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from masf.method.model import MASF
 from masf.teacher import build_teacher
 from masf.trainer import CHECKPOINT, Trainer
 from masf.trial import build_datasets
+from bench.report import emit
 
 ROWS: list[tuple[str, dict]] = [
     ("as trained (config)", {}),
@@ -111,10 +112,7 @@ def main() -> None:
         "|---|---:|---:|---:|",
     ]
     lines += [f"| {n} | {m['image_auroc']:.3f} | {m['pixel_auroc']:.3f} | {m['pro']:.3f} |" for n, m, _ in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":
