@@ -30,10 +30,6 @@ def _dist_to(points: np.ndarray, sq_norms: np.ndarray, center: np.ndarray) -> np
     return np.sqrt(np.maximum(d2, 0.0))
 
 
-def _prune_bound(mindist: np.ndarray) -> np.ndarray:
-    return (2.0 * (1.0 + 1e-5)) * mindist + np.float32(1e-6)
-
-
 def greedy_coreset(x: np.ndarray, n_select: int, seed: int = 0) -> np.ndarray:
     """Indices (n_select,) of a greedy k-center selection over the rows of ``x`` (N, d).
 
@@ -53,12 +49,6 @@ def greedy_coreset(x: np.ndarray, n_select: int, seed: int = 0) -> np.ndarray:
     centers[0] = x[first]
     c_sq = np.empty(n_select, dtype=np.float32)
     c_sq[0] = sq[first]
-    # a point is a candidate for the new centre only if d(new, its centre) < 2 * mindist (triangle
-    # inequality); the bound carries a small slack so float rounding never prunes a point plain
-    # greedy would update. Kept as an array, updated only where mindist changes.
-    bound = _prune_bound(mindist)
-    gathered = np.empty(n, dtype=np.float32)
-    hit = np.empty(n, dtype=bool)
     for i in range(1, n_select):
         new = int(np.argmax(mindist))
         selected[i] = new
@@ -66,19 +56,16 @@ def greedy_coreset(x: np.ndarray, n_select: int, seed: int = 0) -> np.ndarray:
         centers[i] = c
         c_sq[i] = sq[new]
         # distance from the new centre to every earlier centre: i x d, small
-        dcc = np.sqrt(np.maximum(c_sq[:i] + c_sq[i] - 2.0 * (centers[:i] @ c), 0.0)).astype(np.float32)
-        np.take(dcc, assign, out=gathered, mode="clip")  # indices are valid; "clip" avoids a buffered copy
-        np.less(gathered, bound, out=hit)
-        cand = np.flatnonzero(hit)
+        dcc = np.sqrt(np.maximum(c_sq[:i] + c_sq[i] - 2.0 * (centers[:i] @ c), 0.0))
+        # small slack so float rounding never prunes a point plain greedy would update
+        cand = np.flatnonzero(dcc[assign] < 2.0 * mindist * (1.0 + 1e-5) + 1e-6)
         if cand.size:
             d = _dist_to(x[cand], sq[cand], c)
             closer = d < mindist[cand]
             idx = cand[closer]
             mindist[idx] = d[closer]
-            bound[idx] = _prune_bound(mindist[idx])
             assign[idx] = i
         mindist[new] = 0.0
-        bound[new] = _prune_bound(mindist[new : new + 1])[0]
     return selected
 
 
