@@ -231,9 +231,8 @@ class Trainer:
         self.model.eval()
         images = (b["image"].to(self.device) for b in self.bank_loader)
         start = time.perf_counter()
-        stats: dict[str, float] = dict(self.model.build_banks(images))
-        stats["bank_seconds"] = round(time.perf_counter() - start, 3)  # teacher pass, coreset, index
-        self.bank_stats = stats
+        self.bank_stats = self.model.build_banks(images)
+        self.bank_stats["bank_seconds"] = round(time.perf_counter() - start, 3)  # teacher pass, coreset, index
         self.bank_built = True
 
     @torch.no_grad()

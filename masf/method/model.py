@@ -108,7 +108,7 @@ class MASF(nn.Module):
     # ------------------------------------------------------------ banks
 
     @torch.no_grad()
-    def build_banks(self, images: Iterable[torch.Tensor]) -> dict[str, int]:
+    def build_banks(self, images: Iterable[torch.Tensor]) -> dict[str, float]:
         """Fit every scale's bank on the teacher maps of the (normal) training images."""
         if self.banks is None:
             return {}
