@@ -1,7 +1,9 @@
-"""Every ablation variant: what it switches off, nothing else.
+"""Every ablation variant: what it switches off, nothing else; and the baselines.
 
 Adding a variant is one ``register_variant`` line; the CLI (``--variant``,
-``--ablations``), the orchestrator and the tests pick it up from here.
+``--ablations``), the orchestrator and the tests pick it up from here. A
+variant's switches are part of every trial's config fingerprint, so changing an
+entry makes its runs a new configuration: old and new never merge in a table.
 """
 
 from masf.variants import register_variant
@@ -18,17 +20,20 @@ register_variant(
     "no SDM, no frequency mask: the paper's spatial-masking-only baseline",
 )
 register_variant(
+    "bank_only",
+    {"model.amfd.enabled": False},
+    "MASF's SAMB banks scored alone, everything else as in full (TTSA included): what the student adds",
+    baseline=True,
+)
+register_variant(
     "patchcore",
-    {
-        "model.amfd.enabled": False,
-        "model.sdm.enabled": False,
-        "model.samb.spectral_anchor": False,
-        "model.samb.local_avg": 3,
-        "model.ughf.learned": False,
-        "model.ughf.cos_weight": 0.0,
-        "model.ughf.bank_weight": 1.0,
-        "model.ttsa.enabled": False,
-    },
-    "bank-only baseline: teacher features, 3x3 averaging, coreset, kNN; no student, no training",
+    {"model.method": "patchcore"},
+    "PatchCore (Roth et al. 2022): middle layers, 3x3 aggregation, one 10 % coreset bank, nearest neighbour",
+    baseline=True,
+)
+register_variant(
+    "padim",
+    {"model.method": "padim"},
+    "PaDiM (Defard et al. 2021): random channel subset, per-position Gaussian, Mahalanobis distance",
     baseline=True,
 )

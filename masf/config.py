@@ -34,8 +34,14 @@ class DataConfig:
     batch_size: int = 8
     eval_batch_size: int = 16
     num_workers: int = 0
-    max_train_images: Optional[int] = None  # cap on train/good images (None: all)
+    max_train_images: Optional[int] = None  # cap on the training normals (None: all)
     max_test_images: Optional[int] = None  # cap on test images, spread over defect types
+    # share of train/good held out as validation normals (each also gets a pseudo-anomalous
+    # copy with an exact mask); they enter nothing that is fitted. 0: no validation split
+    val_fraction: float = 0.2
+    # seeds the validation split, the pseudo-anomalies and the max_*_images subsets; it is
+    # not the training seed, so every seed of a sweep sees the same images
+    seed: int = 0
 
 
 @dataclass
@@ -99,13 +105,42 @@ class TTSAConfig:
 
 
 @dataclass
+class PatchCoreConfig:
+    """PatchCore (Roth et al., CVPR 2022) on the teacher's maps."""
+
+    layers: list[int] = field(default_factory=lambda: [1, 2])  # positions in the teacher's maps: the two middle layers
+    local_avg: int = 3  # p x p neighbourhood aggregation (zero padding at the border, as the reference code)
+    coreset_ratio: float = 0.1
+    coreset_max: Optional[int] = None  # no cap
+    projection_dim: int = 128  # Gaussian random projection used for the coreset selection
+    k: int = 1  # patch score: distance to the nearest bank patch
+    reweight: bool = False  # the paper's image-score reweighting by the nearest patch's neighbourhood
+    reweight_neighbours: int = 9  # b of that reweighting
+    blur_sigma: float = 4.0
+
+
+@dataclass
+class PaDiMConfig:
+    """PaDiM (Defard et al., ICPR 2021) on the teacher's maps."""
+
+    layers: list[int] = field(default_factory=lambda: [0, 1, 2])  # positions in the teacher's maps, upsampled to the first
+    features: int = 100  # random channel subset of the concatenated embedding
+    regularization: float = 0.01  # added to each position's covariance diagonal
+    blur_sigma: float = 4.0
+
+
+@dataclass
 class ModelConfig:
+    # masf: the method; patchcore / padim: the published baselines on the same teacher
+    method: Literal["masf", "patchcore", "padim"] = "masf"
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     sdm: SDMConfig = field(default_factory=SDMConfig)
     amfd: AMFDConfig = field(default_factory=AMFDConfig)
     samb: SAMBConfig = field(default_factory=SAMBConfig)
     ughf: UGHFConfig = field(default_factory=UGHFConfig)
     ttsa: TTSAConfig = field(default_factory=TTSAConfig)
+    patchcore: PatchCoreConfig = field(default_factory=PatchCoreConfig)
+    padim: PaDiMConfig = field(default_factory=PaDiMConfig)
 
 
 @dataclass
@@ -119,8 +154,7 @@ class TrainConfig:
     amp: Literal["auto", "off"] = "auto"  # auto: float16 + GradScaler on CUDA, float32 on CPU
     device: str = "auto"  # auto: cuda when available
     seed: int = 0
-    bank_first_epoch: int = 1  # build the bank after this epoch ...
-    bank_every: int = 10  # ... rebuild every this many epochs, and at the end
+    bank_first_epoch: int = 1  # build the banks after this epoch (once: they depend only on the frozen teacher)
     threads: int = 0  # torch intra-op threads (0: leave torch's default)
     # fault injection for testing the skip accounting end to end: this fraction of
     # training batches (seeded by step) get a NaN loss; 0 everywhere else
@@ -129,7 +163,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = 1  # evaluate on the test split every this many epochs (and at the end)
+    every: int = 1  # evaluate on the validation and test splits every this many epochs (and at the end)
     pro_fpr_limit: float = 0.3
     # the paper's test-selected composite: 0.5 image AUROC + 0.3 pixel AUROC + 0.2 PRO
     composite_weights: list[float] = field(default_factory=lambda: [0.5, 0.3, 0.2])
@@ -220,6 +254,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
 
 
+REMOVED_KEYS = {
+    "train.bank_every": "the banks depend only on the frozen teacher, so they are built once (train.bank_first_epoch)",
+}
+
+
 def _update(obj: Any, data: dict[str, Any], prefix: str) -> None:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
@@ -227,6 +266,8 @@ def _update(obj: Any, data: dict[str, Any], prefix: str) -> None:
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
+        if dotted in REMOVED_KEYS:
+            raise ConfigError(f"config key '{dotted}' was removed: {REMOVED_KEYS[dotted]}")
         if key not in names:
             raise ConfigError(f"unknown config key '{dotted}' (known: {', '.join(sorted(names))})")
         current = getattr(obj, key)
@@ -345,6 +386,7 @@ def validate(cfg: Config) -> None:
         ("data.image_size", cfg.data.image_size >= 32, "must be >= 32"),
         ("data.batch_size", cfg.data.batch_size >= 1, "must be >= 1"),
         ("data.eval_batch_size", cfg.data.eval_batch_size >= 1, "must be >= 1"),
+        ("data.val_fraction", 0.0 <= cfg.data.val_fraction < 1.0, "must be in [0, 1)"),
         ("model.teacher.out_indices", len(cfg.model.teacher.out_indices) >= 1, "needs at least one index"),
         ("model.sdm.low_ratio", 0.0 < cfg.model.sdm.low_ratio < 1.0, "must be in (0, 1)"),
         ("model.amfd.spatial_mask_ratio", 0.0 <= cfg.model.amfd.spatial_mask_ratio < 1.0, "must be in [0, 1)"),
@@ -355,6 +397,14 @@ def validate(cfg: Config) -> None:
         ("model.samb.k", cfg.model.samb.k >= 1, "must be >= 1"),
         ("model.samb.local_avg", cfg.model.samb.local_avg % 2 == 1, "must be odd"),
         ("model.ttsa.views", cfg.model.ttsa.views >= 1, "must be >= 1"),
+        ("model.patchcore.layers", len(cfg.model.patchcore.layers) >= 1, "needs at least one teacher map"),
+        ("model.patchcore.local_avg", cfg.model.patchcore.local_avg % 2 == 1, "must be odd"),
+        ("model.patchcore.coreset_ratio", 0.0 < cfg.model.patchcore.coreset_ratio <= 1.0, "must be in (0, 1]"),
+        ("model.patchcore.k", cfg.model.patchcore.k >= 1, "must be >= 1"),
+        ("model.patchcore.reweight_neighbours", cfg.model.patchcore.reweight_neighbours >= 1, "must be >= 1"),
+        ("model.padim.layers", len(cfg.model.padim.layers) >= 1, "needs at least one teacher map"),
+        ("model.padim.features", cfg.model.padim.features >= 1, "must be >= 1"),
+        ("model.padim.regularization", cfg.model.padim.regularization > 0, "must be > 0"),
         ("model.ughf.blur_sigma", cfg.model.ughf.blur_sigma >= 0, "must be >= 0"),
         ("train.epochs", cfg.train.epochs >= 0, "must be >= 0"),
         ("train.lr", cfg.train.lr > 0, "must be > 0"),
@@ -364,10 +414,17 @@ def validate(cfg: Config) -> None:
         ("eval.composite_weights", len(cfg.eval.composite_weights) == 3, "needs 3 weights"),
         (
             "model.samb.enabled",
-            cfg.model.samb.enabled or cfg.model.amfd.enabled,
+            cfg.model.method != "masf" or cfg.model.samb.enabled or cfg.model.amfd.enabled,
             "a model with neither student (model.amfd.enabled) nor bank has no score",
         ),
     ]
     for key, ok, why in checks:
         if not ok:
             raise ConfigError(f"{key}: {why} (got {flatten(cfg.to_dict())[key]!r})")
+    scales = len(cfg.model.teacher.out_indices)
+    if cfg.model.method != "masf":  # only the active baseline's layers must fit the teacher
+        key = f"model.{cfg.model.method}.layers"
+        layers = flatten(cfg.to_dict())[key]
+        if any(not 0 <= i < scales for i in layers) or len(set(layers)) != len(layers):
+            raise ConfigError(f"{key}: positions must be distinct and in 0..{scales - 1} "
+                              f"(the teacher's {scales} maps, model.teacher.out_indices), got {layers}")

@@ -3,7 +3,11 @@
 Pure pandas and matplotlib; the runs are the dicts of ``masf.runner.tracking.load_trial_runs``.
 Values are percentages, mean ± sample std (ddof=1) over the finished seeds. A failed,
 running or missing trial shows as such and is left out of every mean, never counted as 0.
-"last epoch" is the headline; the test-selected best epoch is labelled "test-selected (paper protocol)".
+"last epoch" is the headline; beside it the epoch chosen on validation ("validation-selected") and
+the test-selected best epoch, labelled "test-selected (paper protocol)".
+A run whose variant was defined otherwise than the registry's entry of that name now (its
+``variant_fingerprint`` tag differs, or it has none) is shown as its own variant,
+"NAME (other definition)", so old and new definitions never merge.
 The display tables carry their numeric frame in ``table.attrs["numbers"]`` (what csv writes)
 and their caption in ``table.attrs["caption"]``.
 """
@@ -24,9 +28,12 @@ import pandas as pd  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from masf.errors import MasfError  # noqa: E402
+from masf.fingerprint import variant_fingerprint  # noqa: E402
 from masf.variants import get_variant, list_variants  # noqa: E402
 
-SELECTIONS = {"last": "last epoch", "best_on_test": "test-selected (paper protocol)"}
+SELECTIONS = {"last": "last epoch", "best_on_val": "validation-selected",
+              "best_on_test": "test-selected (paper protocol)"}
+OTHER_DEFINITION = " (other definition)"
 FORMATS = ("table", "md", "csv", "latex")
 METRICS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pro": "PRO", "image_ap": "image AP"}
 _TEXT = ("warnings", "notes")  # left-aligned columns
@@ -88,17 +95,21 @@ def _row(run: Mapping[str, Any]) -> dict[str, Any]:
     status = _STATUS.get(str(run.get("status")), str(run.get("status", "")).lower())
     if status == "finished" and "last/image_auroc" not in run:
         status = "no result"
+    variant = run.get("tag:variant", parts[1])
+    if run.get("tag:variant_fingerprint") != variant_fingerprint(variant):
+        variant += OTHER_DEFINITION  # never merged with the registry's current definition of the name
     row = {
         "sweep": run.get("tag:masf.sweep", ""), "trial_key": key, "category": run.get("tag:category", parts[0]),
-        "variant": run.get("tag:variant", parts[1]), "seed": int(seed), "status": status,
+        "variant": variant, "seed": int(seed), "status": status,
         "error": (str(run.get("tag:masf.error", "")).strip().splitlines() or [""])[0],
         "run_id": run.get("run_id", ""), "start_time": int(run.get("start_time") or 0),
         **{k: str(run.get(f"tag:{k}", "")) for k in _INFO},
     }
     row.update({k: float(v) for k, v in run.items() if k not in row and not k.startswith("tag:")
                 and isinstance(v, (int, float)) and not isinstance(v, bool)})
-    if "skipped_batches_total" in row:  # a finished trial's total; 'skipped_batches' is per epoch
-        row["skipped_batches"] = row.pop("skipped_batches_total")
+    for name in ("skipped_batches", "skipped_steps"):  # a finished trial's totals; the plain names are per epoch
+        if f"{name}_total" in row:
+            row[name] = row.pop(f"{name}_total")
     return row
 
 
@@ -117,13 +128,14 @@ def runs_frame(runs: Sequence[Mapping[str, Any]], sweep: Optional[str] = None, e
     if expected is None:
         for _, g in df.groupby("sweep"):
             plan |= set(itertools.product(g.category.unique(), g.variant.unique(), g.seed.unique()))
-    seen = set(zip(df.category, df.variant, df.seed))
+    seen = set(zip(df.category, df.variant.str.removesuffix(OTHER_DEFINITION), df.seed))
     missing = [{"sweep": chosen[0] if len(chosen) == 1 else "", "trial_key": f"{c}/{v}/seed{s}", "category": c, "variant": v,
                 "seed": int(s), "status": "missing", "error": "", "run_id": "", "start_time": 0, **dict.fromkeys(_INFO, "")} for c, v, s in sorted(plan - seen)]
     df = pd.concat([df, pd.DataFrame(missing, columns=_BASE)], ignore_index=True) if missing else df
     rank = {v: i for i, v in enumerate(list_variants())}
     df = df.assign(_v=df.variant.map(lambda v: rank.get(v, len(rank)))).sort_values(["category", "_v", "variant", "seed"])
-    metrics = sorted([c for c in df.columns if c not in _BASE and c != "_v"], key=lambda c: (not c.startswith("last/"), not c.startswith("best_on_test/"), c))
+    metrics = sorted([c for c in df.columns if c not in _BASE and c != "_v"], key=lambda c: (not c.startswith("last/"), not c.startswith("best_on_val/"),
+                                                                                             not c.startswith("best_on_test/"), c))
     df = df[_BASE + metrics].reset_index(drop=True)
     df["seed"] = df.seed.astype(int)
     df.attrs.update(sweeps=chosen, all_sweeps=_sweep_order(runs))
@@ -247,7 +259,11 @@ def _caption(df: pd.DataFrame, selection: str, extra: str) -> str:
     for key in ("preset", "backbone"):  # merged sweeps may mix them: say so
         values = sorted(set(done[key]) - {""})
         where += f"mixed {key}s: {', '.join(values)}; " if len(values) > 1 else ""
-    sel = SELECTIONS[selection] + (": each trial's best epoch chosen on the test set, optimistic" if selection == "best_on_test" else " (headline)")
+    sel = SELECTIONS[selection] + {
+        "last": " (headline)",
+        "best_on_val": ": each trial's epoch chosen on its validation split (held-out normals and pseudo-anomalies), test metrics of that epoch",
+        "best_on_test": ": each trial's best epoch chosen on the test set, optimistic",
+    }[selection]
     return f"Selection: {sel}. {where}{_seeds(done.seed.unique().tolist()) if len(done) else 'no finished seeds'}; values in %; {extra}"
 
 
@@ -371,7 +387,7 @@ def category_bars(df: pd.DataFrame, path: Path, selection: str = "last", metric:
 
 
 def markdown_report(df: pd.DataFrame) -> str:
-    """Every variant's per-category table and the ablation table, for the last epoch and the test-selected epoch."""
+    """Every variant's per-category table and the ablation table, for each selection (last, validation- and test-selected)."""
     parts = []
     for selection, label in SELECTIONS.items():
         parts.append(f"## {label}" + (" (headline)" if selection == "last" else ""))
@@ -409,7 +425,7 @@ def load_frame(tracking_uri: str, experiment: str, sweep: Optional[str] = None) 
 
 
 def write_sweep_leaderboard(tracking_uri: str, experiment: str, folder: Path, sweep: Optional[str] = None) -> list[Path]:
-    """folder/leaderboard.md (both selections), leaderboard.csv (per trial) and category_bars.png; returns the paths."""
+    """folder/leaderboard.md (every selection), leaderboard.csv (per trial) and category_bars.png; returns the paths."""
     df = load_frame(tracking_uri, experiment, sweep)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

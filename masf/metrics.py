@@ -30,7 +30,13 @@ from masf.errors import MetricsError
 
 ArrayLike = Any  # numpy array, torch tensor or nested sequence of numbers
 
+# the metrics of one split; *_f1_max use the best threshold of that split itself (an oracle threshold)
 METRIC_KEYS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pro")
+# on the test split also: F1 at the thresholds that are best on the validation split
+VAL_THRESHOLD_METRICS = ("image_f1_at_val_threshold", "pixel_f1_at_val_threshold")
+# the epoch selections of a trial: the final epoch (the headline), the epoch chosen on
+# validation, the epoch chosen on test (the paper's protocol, optimistic)
+SELECTIONS = ("last", "best_on_val", "best_on_test")
 
 # 8-connectivity inside each (H, W) slice; the empty outer slices keep a component from
 # running across neighbouring images of the (N, H, W) stack.
@@ -119,6 +125,32 @@ def _pr_metrics(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     denom = precision + recall
     f1 = np.divide(2.0 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)  # 0/0 -> 0
     return ap, float(f1.max())
+
+
+def f1_threshold(scores: ArrayLike, labels: ArrayLike) -> float:
+    """The threshold (score >= t is anomalous) that gives the best F1 on these scores and labels."""
+    s = _scores(np.ravel(_to_numpy(scores)), "scores", 1)
+    y = _binary(np.ravel(_to_numpy(labels)), "labels")
+    if s.shape != y.shape:
+        raise MetricsError(f"scores size {s.size} and labels size {y.size} differ")
+    if not y.any():
+        raise MetricsError(f"labels are all 0 ({y.size} samples): F1 needs a positive sample")
+    precision, recall, thresholds = precision_recall_curve(y, s)
+    denom = precision[:-1] + recall[:-1]
+    f1 = np.divide(2.0 * precision[:-1] * recall[:-1], denom, out=np.zeros_like(denom), where=denom > 0)
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def f1_at(scores: ArrayLike, labels: ArrayLike, threshold: float) -> float:
+    """F1 of the decision ``score >= threshold`` (a threshold fixed beforehand, e.g. on validation)."""
+    s = _scores(np.ravel(_to_numpy(scores)), "scores", 1)
+    y = _binary(np.ravel(_to_numpy(labels)), "labels")
+    if s.shape != y.shape:
+        raise MetricsError(f"scores size {s.size} and labels size {y.size} differ")
+    pred = s >= threshold
+    tp = float(np.count_nonzero(pred & y))
+    denom = float(np.count_nonzero(pred)) + float(np.count_nonzero(y))
+    return 2.0 * tp / denom if denom > 0 else 0.0
 
 
 def f1_max(scores: ArrayLike, labels: ArrayLike) -> float:

@@ -1,5 +1,12 @@
-"""The MASF trainer: AdamW, warm-up + cosine restarts, AMP on CUDA, skipped-batch
-accounting, bank schedule, periodic evaluation and resumable checkpoints.
+"""The trainer: AdamW, warm-up + cosine restarts, AMP on CUDA, skipped-batch and
+skipped-step accounting, the bank build, periodic evaluation on the validation
+and test splits, three epoch selections and resumable, fingerprinted checkpoints.
+
+It drives any detector of ``masf.method.model.build_detector`` (MASF, or a
+baseline that trains nothing). Selections: ``last`` (the final epoch, the
+headline), ``best_on_val`` (the epoch with the best validation composite: test
+metrics of an epoch chosen without the test split) and ``best_on_test`` (the
+paper's protocol, chosen on the test split, optimistic).
 
 No Ray and no MLflow here: the orchestrator passes ``on_epoch`` to hear about
 each epoch.
@@ -22,11 +29,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from masf.config import Config
 from masf.errors import MasfError, TrainingError
-from masf.method.model import MASF
-from masf.metrics import compute_metrics
+from masf.fingerprint import trial_identity
+from masf.metrics import METRIC_KEYS as SPLIT_METRICS
+from masf.metrics import SELECTIONS, VAL_THRESHOLD_METRICS, compute_metrics, f1_at, f1_threshold  # noqa: F401
 
 CHECKPOINT = "checkpoint.pt"
-METRIC_KEYS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pro")
+METRIC_KEYS = SPLIT_METRICS + VAL_THRESHOLD_METRICS  # the test metrics each selection reports
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -44,19 +52,41 @@ class Evaluation:
 @dataclass
 class TrainOutcome:
     history: list[dict[str, Any]]
-    last: dict[str, float]
+    last: dict[str, float]  # test metrics of the final epoch
     best_on_test: dict[str, float]
-    best_epoch: int
-    final: Evaluation
+    best_epoch: int  # the epoch best_on_test chose
+    final: Evaluation  # the final epoch on the test split
     skipped_batches: int
     total_batches: int
     train_seconds: float
     bank_stats: dict[str, float] = field(default_factory=dict)
+    best_on_val: dict[str, float] = field(default_factory=dict)  # empty without a validation split
+    best_val_epoch: Optional[int] = None
+    val_last: dict[str, float] = field(default_factory=dict)  # validation metrics of the final epoch
+    skipped_steps: int = 0  # optimiser steps skipped for a non-finite gradient (finite loss)
+    resumed_code: Optional[str] = None  # code fingerprint of a checkpoint resumed across a code change
 
 
-def composite(metrics: dict[str, float], weights: list[float]) -> float:
+class CheckpointMismatch(MasfError):
+    """A checkpoint in the output folder belongs to another configuration."""
+
+
+def composite(metrics: dict[str, float], weights: list[float], prefix: str = "") -> float:
     """The paper's selection score: w0 image AUROC + w1 pixel AUROC + w2 PRO."""
-    return weights[0] * metrics["image_auroc"] + weights[1] * metrics["pixel_auroc"] + weights[2] * metrics["pro"]
+    m = lambda k: metrics[prefix + k]  # noqa: E731
+    return weights[0] * m("image_auroc") + weights[1] * m("pixel_auroc") + weights[2] * m("pro")
+
+
+def select_epoch(history: list[dict[str, Any]], key: str) -> Optional[dict[str, Any]]:
+    """The evaluated epoch record with the highest ``key`` (the earliest on ties); None when none has it."""
+    scored = [h for h in history if np.isfinite(h.get(key, float("nan")))]
+    return max(scored, key=lambda h: h[key]) if scored else None
+
+
+def grads_finite(params: list[torch.Tensor]) -> bool:
+    """Whether every gradient of ``params`` is finite (parameters without a gradient are fine)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
 
 def lr_factor(step: int, steps_per_epoch: int, cfg: Config) -> float:
@@ -87,12 +117,13 @@ class Trainer:
     def __init__(
         self,
         cfg: Config,
-        model: MASF,
+        model: torch.nn.Module,
         train_set: Dataset,
         test_set: Dataset,
         out_dir: Path,
         on_epoch: Optional[EpochCallback] = None,
         on_batch: Optional[Callable[[int, int], None]] = None,
+        val_set: Optional[Dataset] = None,
     ):
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
@@ -109,6 +140,12 @@ class Trainer:
         )
         self.bank_loader = DataLoader(train_set, batch_size=cfg.data.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
         self.test_loader = DataLoader(test_set, batch_size=cfg.data.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
+        self.val_loader = (
+            DataLoader(val_set, batch_size=cfg.data.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
+            if val_set is not None and len(val_set) else None
+        )
+        self.identity = trial_identity(cfg)
+        self.resumed_code: Optional[str] = None
         self.steps_per_epoch = max(1, len(self.train_loader))
         params = model.trainable_parameters()
         self.optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay) if params else None
@@ -128,9 +165,10 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         model_state = {k: v for k, v in self.model.state_dict().items() if not k.startswith("teacher.")}
         return {
+            "fingerprint": self.identity,
             "epoch": self.epoch,
             "model": model_state,
-            "banks": [b.bank.state() for b in self.model.banks] if self.model.banks is not None else [],
+            "fitted": self.model.fitted_state() if self.bank_built else {},
             "bank_built": self.bank_built,
             "bank_stats": self.bank_stats,
             "optimizer": self.optimizer.state_dict() if self.optimizer else {},
@@ -154,16 +192,33 @@ class Trainer:
             raise MasfError(f"cannot write checkpoint {path}: {reason}") from None
         return path
 
+    def check_checkpoint(self, state: dict[str, Any], path: Path) -> None:
+        """Refuse a checkpoint of another configuration; note one written by other code."""
+        theirs = state.get("fingerprint") if isinstance(state, dict) else None
+        mine = self.identity
+        remedy = "use another output folder, or --restart (train.resume off) to discard it"
+        if not isinstance(theirs, dict) or "config" not in theirs:
+            raise CheckpointMismatch(f"{path} has no configuration fingerprint (written by an older masf-bench), "
+                                     f"this trial is {mine['trial']} (config {mine['config']}): {remedy}")
+        if theirs["config"] != mine["config"]:
+            raise CheckpointMismatch(f"{path} belongs to another configuration: it holds {theirs.get('trial')} "
+                                     f"(config {theirs['config']}), this trial is {mine['trial']} "
+                                     f"(config {mine['config']}): {remedy}")
+        if theirs.get("code") != mine["code"]:
+            self.resumed_code = str(theirs.get("code"))
+            warnings.warn(f"{path} was written by other code (code {theirs.get('code')}, now {mine['code']}); "
+                          "resuming it: its result records both", stacklevel=2)
+
     def load_checkpoint(self, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        self.check_checkpoint(state, path)
         missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
         missing = [k for k in missing if not k.startswith("teacher.")]
         if missing or unexpected:
             raise MasfError(f"checkpoint {path} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        if self.model.banks is not None:
-            for bank, bstate in zip(self.model.banks, state["banks"]):
-                bank.bank.load_state(bstate)
         self.bank_built = bool(state["bank_built"])
+        if self.bank_built:
+            self.model.load_fitted_state(state["fitted"])
         self.bank_stats = dict(state["bank_stats"])
         if self.optimizer:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -181,7 +236,8 @@ class Trainer:
 
     def train_epoch(self) -> dict[str, Any]:
         self.model.train()
-        losses, per_scale, skipped, batches = [], [], 0, 0
+        losses, per_scale, skipped, skipped_steps, batches = [], [], 0, 0, 0
+        params = self.model.trainable_parameters()
         for batch in self.train_loader:
             step = self.epoch * self.steps_per_epoch + batches
             batches += 1
@@ -193,15 +249,22 @@ class Trainer:
             if not torch.isfinite(loss):
                 skipped += 1  # counted and reported, never silently dropped
                 self.optimizer.zero_grad(set_to_none=True)
-                with warnings.catch_warnings():  # the schedule keeps counting steps, also skipped ones
-                    warnings.simplefilter("ignore", UserWarning)
-                    self.scheduler.step()
+                self._schedule_step()
                 continue
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
+            if self.scaler.is_enabled():
+                # the GradScaler skips the step when a gradient is inf/NaN and lowers its scale
+                scale = self.scaler.get_scale()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                skipped_steps += int(self.scaler.get_scale() < scale)
+            elif grads_finite(params):
+                self.optimizer.step()
+            else:  # no scaler on CPU: the same skip, checked explicitly
+                skipped_steps += 1
+                self.optimizer.zero_grad(set_to_none=True)
+            self._schedule_step()
             losses.append(float(loss.detach()))
             per_scale.append([float(p.detach()) for p in parts])
             if self.on_batch:
@@ -210,37 +273,45 @@ class Trainer:
             "loss": float(np.mean(losses)) if losses else float("nan"),
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "skipped_batches": skipped,
+            "skipped_steps": skipped_steps,
             "batches": batches,
         }
         if per_scale:
             for i, v in enumerate(np.mean(per_scale, axis=0)):
                 record[f"loss/scale{i}"] = float(v)
-        for i, w in enumerate(self.model.ughf.weights().tolist()):
+        for i, w in enumerate(self.model.fusion_weights()):
             record[f"fusion_weight/scale{i}"] = w
         return record
+
+    def _schedule_step(self) -> None:
+        with warnings.catch_warnings():  # the schedule counts every step, also skipped ones
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
 
     def _inject_fault(self, step: int) -> bool:
         rate = self.cfg.train.inject_nonfinite
         return rate > 0 and random.Random(self.cfg.train.seed * 1_000_003 + step).random() < rate
 
     def build_banks(self) -> None:
-        """Fit the banks. They depend only on the frozen teacher and the fixed anchors, so a
-        rebuild after the first gives the same bank; it is skipped then (see MASF-SPEC.md notes)."""
-        if self.model.banks is None or self.bank_built:
+        """Fit what the detector fits on the training normals (MASF's banks, PatchCore's bank, PaDiM's
+        Gaussians). They depend only on the frozen teacher, so they are built once (see MASF-SPEC.md notes)."""
+        if self.bank_built or self.model.fitted:  # nothing to fit (MASF without banks), or done
+            self.bank_built = True
             return
         self.model.eval()
-        images = (b["image"].to(self.device) for b in self.bank_loader)
+        images = (b["image"].to(self.device) for b in self.bank_loader)  # training normals only, never validation
         start = time.perf_counter()
-        self.bank_stats = self.model.build_banks(images)
+        self.bank_stats = self.model.fit(images)
         self.bank_stats["bank_seconds"] = round(time.perf_counter() - start, 3)  # teacher pass, coreset, index
         self.bank_built = True
 
     @torch.no_grad()
-    def evaluate(self, ttsa: Optional[bool] = None) -> Evaluation:
+    def evaluate(self, ttsa: Optional[bool] = None, loader: Optional[DataLoader] = None) -> Evaluation:
+        """Score one split (default: test) and compute its metrics."""
         self.model.eval()
         scores, labels, maps, masks = [], [], [], []
         start = time.perf_counter()
-        for batch in self.test_loader:
+        for batch in loader or self.test_loader:
             x = batch["image"].to(self.device)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 out = self.model.score(x, ttsa=ttsa)
@@ -252,6 +323,25 @@ class Trainer:
         s, y, m, g = np.concatenate(scores), np.concatenate(labels), np.concatenate(maps), np.concatenate(masks)
         metrics = compute_metrics(s, y, m, g, fpr_limit=self.cfg.eval.pro_fpr_limit)
         return Evaluation(metrics, s, y, m, g, seconds)
+
+    def evaluate_splits(self) -> tuple[Evaluation, dict[str, float]]:
+        """The test evaluation and one flat record: test metrics, ``val/`` metrics, both composites."""
+        weights = self.cfg.eval.composite_weights
+        test = self.evaluate()
+        record: dict[str, float] = dict(test.metrics)
+        record["composite"] = composite(test.metrics, weights)
+        record["eval_seconds"] = test.seconds
+        if self.val_loader is None:
+            record.update(dict.fromkeys(VAL_THRESHOLD_METRICS, float("nan")))
+            return test, record
+        val = self.evaluate(loader=self.val_loader)
+        # thresholds fixed on validation, then applied to test
+        record["image_f1_at_val_threshold"] = f1_at(test.image_scores, test.labels, f1_threshold(val.image_scores, val.labels))
+        record["pixel_f1_at_val_threshold"] = f1_at(test.maps, test.masks, f1_threshold(val.maps, val.masks))
+        record.update({f"val/{k}": v for k, v in val.metrics.items()})
+        record["val/composite"] = composite(val.metrics, weights)
+        record["val_eval_seconds"] = val.seconds
+        return test, record
 
     # ------------------------------------------------------------ loop
 
@@ -271,35 +361,33 @@ class Trainer:
             if self.epoch >= self.cfg.train.bank_first_epoch:
                 self.build_banks()
             record["epoch_seconds"] = time.perf_counter() - t0
-            ready = self.model.banks is None or self.bank_built
-            if self.epoch < epochs and self.epoch % self.cfg.eval.every == 0 and ready:
-                ev = self.evaluate()
-                record.update(ev.metrics)
-                record["composite"] = composite(ev.metrics, self.cfg.eval.composite_weights)
-                record["eval_seconds"] = ev.seconds
+            if self.epoch < epochs and self.epoch % self.cfg.eval.every == 0 and self.bank_built:
+                record.update(self.evaluate_splits()[1])
             self.history.append(record)
             self.save_checkpoint()
             if self.on_epoch and self.epoch < epochs:  # the last epoch is reported with the final metrics
                 self.on_epoch(dict(record))
         train_seconds = spent_before + (time.perf_counter() - train_start)
         skipped = sum(int(h["skipped_batches"]) for h in self.history)
+        skipped_steps = sum(int(h.get("skipped_steps", 0)) for h in self.history)
         total = sum(int(h["batches"]) for h in self.history)
-        if self.model.trains and total and skipped == total:
-            raise TrainingError(f"every one of the {total} training batches had a non-finite loss; no metrics of an untrained model are reported")
+        if self.model.trains and total and skipped + skipped_steps == total:
+            raise TrainingError(f"every one of the {total} training batches had a non-finite loss or gradient "
+                                f"({skipped} losses, {skipped_steps} gradients); no metrics of an untrained model are reported")
         self.build_banks()  # the end-of-training build (a no-op when already built)
-        final = self.evaluate()
-        last_record = {"epoch": self.epoch, **final.metrics, "composite": composite(final.metrics, self.cfg.eval.composite_weights)}
+        final, final_record = self.evaluate_splits()
+        last_record = {"epoch": self.epoch, **final_record}
         if self.history and self.history[-1]["epoch"] == self.epoch:
             self.history[-1].update(last_record)
         else:
-            self.history.append({**last_record, "skipped_batches": 0, "batches": 0})
+            self.history.append({**last_record, "skipped_batches": 0, "skipped_steps": 0, "batches": 0})
         if self.on_epoch:
             self.on_epoch(dict(self.history[-1], final=True))
-        evaluated = [h for h in self.history if "composite" in h]
-        best = max(evaluated, key=lambda h: h["composite"])
+        best = select_epoch(self.history, "composite")
+        by_val = select_epoch(self.history, "val/composite")
         return TrainOutcome(
             history=self.history,
-            last={k: final.metrics[k] for k in METRIC_KEYS},
+            last={k: final_record[k] for k in METRIC_KEYS},
             best_on_test={k: float(best[k]) for k in METRIC_KEYS},
             best_epoch=int(best["epoch"]),
             final=final,
@@ -307,4 +395,9 @@ class Trainer:
             total_batches=total,
             train_seconds=train_seconds,
             bank_stats=self.bank_stats,
+            best_on_val={k: float(by_val[k]) for k in METRIC_KEYS} if by_val else {},
+            best_val_epoch=int(by_val["epoch"]) if by_val else None,
+            val_last={k: final_record[f"val/{k}"] for k in SPLIT_METRICS} if by_val else {},
+            skipped_steps=skipped_steps,
+            resumed_code=self.resumed_code,
         )

@@ -3,7 +3,14 @@
 ``run_trial(config, out_dir, on_epoch=None)`` is a plain function: the CLI's
 ``train`` command and the Ray orchestrator both call it. It writes into
 out_dir: result.json (one flat row), config.yaml (the resolved config),
-history.json, checkpoint.pt and figures/*.png.
+history.json, checkpoint.pt and figures/*.png. The row and the checkpoint carry
+the config and code fingerprints (masf.fingerprint); a checkpoint of another
+configuration in out_dir stops the trial instead of being reused.
+
+Data: train/good is split (``data.val_fraction``, seeded by ``data.seed``) into
+training normals, the only images anything is fitted on, and validation
+normals, which with one pseudo-anomaly each (masf.data.pseudo) form the
+validation split that ``best_on_val`` and the validation thresholds use.
 """
 
 from __future__ import annotations
@@ -21,13 +28,15 @@ import torch
 
 import masf
 from masf.config import Config, TeacherConfig
-from masf.data.mvtec import MVTecDataset, denormalize
+from masf.data.mvtec import MVTecDataset, denormalize, list_samples, split_normals
+from masf.data.pseudo import ValidationSet
 from masf.data.validate import validate_or_raise
 from masf.errors import DataError, MasfError
 from masf.figures import heatmap_grid, roc_figure, score_histogram, training_curves
-from masf.method.model import MASF
+from masf.fingerprint import trial_identity, variant_fingerprint
+from masf.method.model import build_detector
 from masf.teacher import Teacher, build_teacher
-from masf.trainer import METRIC_KEYS, EpochCallback, Trainer
+from masf.trainer import CHECKPOINT, METRIC_KEYS, SPLIT_METRICS, EpochCallback, Trainer
 
 RESULT = "result.json"
 
@@ -68,7 +77,7 @@ def _heatmap_indices(labels: np.ndarray, defect_types: list[str], n: int) -> lis
 
 
 @torch.no_grad()
-def time_inference(model: MASF, dataset: MVTecDataset, ttsa: bool, batch_size: int, max_images: int = 32) -> float:
+def time_inference(model: torch.nn.Module, dataset: MVTecDataset, ttsa: bool, batch_size: int, max_images: int = 32) -> float:
     """Milliseconds per image of ``model.score`` (warm-up batch excluded)."""
     device = next(iter(model.teacher.parameters())).device
     n = min(len(dataset), max_images)
@@ -85,19 +94,25 @@ def time_inference(model: MASF, dataset: MVTecDataset, ttsa: bool, batch_size: i
     return 1000.0 * (time.perf_counter() - start) / n
 
 
-def build_datasets(cfg: Config, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[MVTecDataset, MVTecDataset]:
+def build_datasets(
+    cfg: Config, mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[MVTecDataset, Optional[ValidationSet], MVTecDataset]:
+    """(training normals, validation split or None, test split); every subset seeded by ``data.seed``."""
     d = cfg.data
     if not d.root:
         raise DataError("data.root is not set: pass --data-root or set data.root")
     root = str(Path(d.root).expanduser().resolve())
     validate_or_raise(root, d.category)
-    common = dict(image_size=d.image_size, mean=mean, std=std, seed=cfg.train.seed)
-    train = MVTecDataset(root, d.category, "train", max_images=d.max_train_images, **common)
+    common = dict(image_size=d.image_size, mean=mean, std=std, seed=d.seed)
+    n_normals = len(list_samples(root, d.category, "train"))
+    train_idx, val_idx = split_normals(n_normals, d.val_fraction, d.seed, where=f"{Path(root) / d.category}/train/good")
+    train = MVTecDataset(root, d.category, "train", max_images=d.max_train_images, indices=train_idx, **common)
+    val = ValidationSet(MVTecDataset(root, d.category, "train", indices=val_idx, **common), seed=d.seed) if val_idx else None
     test = MVTecDataset(root, d.category, "test", max_images=d.max_test_images, **common)
-    return train, test
+    return train, val, test
 
 
-def write_figures(cfg: Config, model: MASF, test: MVTecDataset, outcome: Any, out_dir: Path, mean, std) -> list[str]:
+def write_figures(cfg: Config, model: torch.nn.Module, test: MVTecDataset, outcome: Any, out_dir: Path, mean, std) -> list[str]:
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     final = outcome.final
@@ -119,28 +134,42 @@ def write_figures(cfg: Config, model: MASF, test: MVTecDataset, outcome: Any, ou
 
 
 def result_row(cfg: Config, outcome: Any, extra: dict[str, Any]) -> dict[str, Any]:
-    """One flat row: key config fields, last/ and best_on_test/ metrics, counts and timings."""
+    """One flat row: key config fields, the three selections' test metrics, validation metrics,
+    fingerprints, counts and timings."""
+    identity = trial_identity(cfg)
     row: dict[str, Any] = {
         "category": cfg.data.category,
         "variant": cfg.variant,
         "seed": cfg.train.seed,
         "preset": cfg.preset,
+        "method": cfg.model.method,
         "backbone": cfg.model.teacher.name,
         "weights_source": cfg.model.teacher.weights,
         "image_size": cfg.data.image_size,
         "epochs": cfg.train.epochs,
         "batch_size": cfg.data.batch_size,
+        "data_seed": cfg.data.seed,
+        "val_fraction": cfg.data.val_fraction,
+        "config_fingerprint": identity["config"],
+        "code_fingerprint": identity["code"],
+        "variant_fingerprint": variant_fingerprint(cfg.variant),
     }
     row.update({f"last/{k}": outcome.last[k] for k in METRIC_KEYS})
+    row.update({f"best_on_val/{k}": outcome.best_on_val[k] for k in METRIC_KEYS if k in outcome.best_on_val})
     row.update({f"best_on_test/{k}": outcome.best_on_test[k] for k in METRIC_KEYS})
+    row.update({f"val/{k}": outcome.val_last[k] for k in SPLIT_METRICS if k in outcome.val_last})
     row.update(
         best_epoch=outcome.best_epoch,
+        best_val_epoch=outcome.best_val_epoch,
         skipped_batches=outcome.skipped_batches,
+        skipped_steps=outcome.skipped_steps,
         total_batches=outcome.total_batches,
         train_seconds=round(outcome.train_seconds, 3),
         eval_seconds=round(outcome.final.seconds, 3),
         test_images=int(len(outcome.final.labels)),
     )
+    if outcome.resumed_code:
+        row["resumed_from_code"] = outcome.resumed_code
     row.update(outcome.bank_stats)
     row.update(extra)
     return row
@@ -166,12 +195,14 @@ def run_trial(
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     teacher = cached_teacher(cfg.model.teacher)
-    train_set, test_set = build_datasets(cfg, teacher.mean, teacher.std)
-    cfg.save(out_dir / "config.yaml")
+    train_set, val_set, test_set = build_datasets(cfg, teacher.mean, teacher.std)
     torch.manual_seed(cfg.train.seed)  # model init does not depend on what ran before
-    model = MASF(cfg.model, teacher, seed=cfg.train.seed)
-    trainer = Trainer(cfg, model, train_set, test_set, out_dir, on_epoch=on_epoch, on_batch=on_batch)
-    outcome = trainer.fit(resume=resume)
+    model = build_detector(cfg.model, teacher, seed=cfg.train.seed)
+    trainer = Trainer(cfg, model, train_set, test_set, out_dir, on_epoch=on_epoch, on_batch=on_batch, val_set=val_set)
+    if resume and (out_dir / CHECKPOINT).exists():
+        trainer.load_checkpoint(out_dir / CHECKPOINT)  # refuses another configuration's checkpoint
+    cfg.save(out_dir / "config.yaml")
+    outcome = trainer.fit(resume=False)  # continues from the loaded checkpoint, if any
     bs = cfg.data.eval_batch_size
 
     def timed(ttsa: bool) -> Optional[float]:
@@ -185,6 +216,8 @@ def run_trial(
         "torch_threads": torch.get_num_threads(),
         "host": platform.node(),
         "masf_version": masf.__version__,
+        "train_images": len(train_set),
+        "val_images": len(val_set) if val_set is not None else 0,
         "torch_version": torch.__version__,
     }
     (out_dir / "history.json").write_text(json.dumps(outcome.history, indent=1))

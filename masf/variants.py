@@ -29,8 +29,8 @@ class Variant:
 
     @property
     def trains(self) -> bool:
-        """Whether the variant has a student to train."""
-        return bool(self.switches.get("model.amfd.enabled", True))
+        """Whether the variant has a student to train (the baselines and bank_only do not)."""
+        return self.switches.get("model.method", "masf") == "masf" and bool(self.switches.get("model.amfd.enabled", True))
 
 
 def register_variant(name: str, switches: dict[str, Any], description: str, baseline: bool = False) -> Variant:

@@ -95,5 +95,5 @@ def test_resolved_config_round_trips(tmp_path: Path):
 
 
 def test_variant_switches_come_before_user_overrides():
-    cfg = build_config("smoke", ["model.samb.local_avg=5"], variant="patchcore")
-    assert cfg.model.samb.local_avg == 5 and cfg.model.amfd.enabled is False
+    cfg = build_config("smoke", ["model.patchcore.local_avg=5"], variant="patchcore")
+    assert cfg.model.patchcore.local_avg == 5 and cfg.model.method == "patchcore"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from masf import leaderboard as lb
 from masf.cli.main import app
+from masf.fingerprint import variant_fingerprint
 
 # image AUROC of each finished trial (seed 0, seed 1); "F" = failed, None = never started
 PLAN = {
@@ -28,7 +29,7 @@ BEST_GAIN = 0.01  # best_on_test = last + 0.01
 def make_run(category: str, variant: str, seed: int, auroc, t: int, sweep: str = "sw-1") -> dict:
     run = {"run_id": f"{category}-{variant}-{seed}-{t}", "start_time": t, "tag:masf.sweep": sweep,
            "tag:masf.trial_key": f"{category}/{variant}/seed{seed}", "tag:category": category, "tag:variant": variant,
-           "tag:seed": str(seed), "tag:preset": "smoke"}
+           "tag:seed": str(seed), "tag:preset": "smoke", "tag:variant_fingerprint": variant_fingerprint(variant)}
     if auroc == "F":
         return {**run, "status": "FAILED", "tag:masf.error": "CUDA out of memory\nTraceback (most recent call last): ..."}
     run["status"] = "FINISHED"
@@ -163,7 +164,7 @@ def test_best_on_test_is_labelled_test_selected(df):
     assert nums.loc["mean", "image_auroc_mean"] == pytest.approx((99 + 93 + 81) / 3)
     md = lb.format_table(lb.category_table(df, "full", "best_on_test"), "md", lb.category_title("full", "best_on_test"))
     assert "test-selected (paper protocol)" in md.splitlines()[0] and "Selection: test-selected (paper protocol)" in md
-    with pytest.raises(lb.LeaderboardError, match=r"^--selection: expected one of last, best_on_test, got 'best'$"):
+    with pytest.raises(lb.LeaderboardError, match=r"^--selection: expected one of last, best_on_val, best_on_test, got 'best'$"):
         lb.category_table(df, "full", "best")
     with pytest.raises(lb.LeaderboardError, match=r"^no trials of variant 'no_ttsa' \(variants here: full, no_sdm, patchcore\)$"):
         lb.category_table(df, "no_ttsa")
@@ -201,7 +202,7 @@ def test_category_bars_png(df, tmp_path: Path):
 def test_cli_rejects_bad_options_in_one_line(tmp_path: Path):
     runner = CliRunner()
     result = runner.invoke(app, ["leaderboard", "--selection", "best"])
-    assert result.exit_code == 1 and str(result.exception) == "--selection: expected one of last, best_on_test, got 'best'"
+    assert result.exit_code == 1 and str(result.exception) == "--selection: expected one of last, best_on_val, best_on_test, got 'best'"
     result = runner.invoke(app, ["leaderboard", "--format", "html"])
     assert result.exit_code == 1 and str(result.exception) == "--format: expected one of table, md, csv, latex, got 'html'"
     store = tmp_path / "none" / "mlflow.db"

@@ -41,13 +41,13 @@ class PoisonedMASF(MASF):
 
 def _trainer(cfg, out_dir: Path, poisoned: set[int] | None = None) -> Trainer:
     teacher = build_teacher(cfg.model.teacher)
-    train, test = build_datasets(cfg, teacher.mean, teacher.std)
+    train, val, test = build_datasets(cfg, teacher.mean, teacher.std)
     torch.manual_seed(cfg.train.seed)
     if poisoned is None:
         model = MASF(cfg.model, teacher, seed=cfg.train.seed)
     else:
         model = PoisonedMASF(cfg.model, teacher, seed=cfg.train.seed, poisoned=poisoned)
-    return Trainer(cfg, model, train, test, out_dir)
+    return Trainer(cfg, model, train, test, out_dir, val_set=val)
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -69,7 +69,10 @@ def test_loss_falls_and_metrics_in_range(synth_root, tiny, tmp_path):
         assert set(metrics) == set(METRIC_KEYS)
         assert all(0.0 <= v <= 1.0 for v in metrics.values())
     evaluated = [h["epoch"] for h in outcome.history if "composite" in h]
-    assert evaluated == [3, 6] and outcome.best_epoch in evaluated
+    assert evaluated == [3, 6] and outcome.best_epoch in evaluated and outcome.best_val_epoch in evaluated
+    assert set(outcome.best_on_val) == set(METRIC_KEYS) and all(0.0 <= v <= 1.0 for v in outcome.best_on_val.values())
+    assert all(0.0 <= h["val/composite"] <= 1.0 for h in outcome.history if "composite" in h)
+    # 8 train/good images: 2 held out for validation (each also with a pseudo-anomaly), 6 to train on
     assert outcome.skipped_batches == 0 and outcome.total_batches == 12
 
 
@@ -149,5 +152,5 @@ def test_patchcore_trains_nothing_and_scores(synth_root, tiny, tmp_path):
     row = run_trial(cfg, tmp_path)
     assert row["total_batches"] == 0 and row["best_epoch"] == 0
     assert 0.0 <= row["last/image_auroc"] <= 1.0
-    assert row["bank_seconds"] > 0 and row["bank/scale0_prototypes"] > 0
+    assert row["bank_seconds"] > 0 and row["bank/prototypes"] > 0 and row["method"] == "patchcore"
     assert row["infer_ms_per_image"] is None and row["infer_ms_per_image_ttsa"] is None  # timing switched off

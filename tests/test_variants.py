@@ -48,7 +48,10 @@ def test_variant_changes_only_its_switches(name):
     assert changed == get_variant(name).switches
 
 
-@pytest.mark.parametrize("name", list_variants())
+MASF_VARIANTS = [v for v in list_variants() if "model.method" not in get_variant(v).switches]
+
+
+@pytest.mark.parametrize("name", MASF_VARIANTS)
 def test_variant_model_lacks_exactly_its_parts(name):
     base = _parts(build_config(None, TINY))
     assert all(base.values())  # full has every part
@@ -62,10 +65,23 @@ def test_variant_model_lacks_exactly_its_parts(name):
 
 
 def test_expected_registry():
-    assert list_variants() == ["full", "no_sdm", "no_amfd", "no_samb", "no_ughf", "no_ttsa", "spatial_only", "patchcore"]
-    assert [v for v in list_variants(include_baselines=False)] == list_variants()[:-1]
-    assert get_variant("patchcore").baseline and not get_variant("patchcore").trains
+    assert list_variants() == ["full", "no_sdm", "no_amfd", "no_samb", "no_ughf", "no_ttsa", "spatial_only",
+                               "bank_only", "patchcore", "padim"]
+    assert [v for v in list_variants(include_baselines=False)] == list_variants()[:-3]
+    for name in ("bank_only", "patchcore", "padim"):
+        assert get_variant(name).baseline and not get_variant(name).trains
     assert all(get_variant(v).trains for v in list_variants(include_baselines=False))
+
+
+@pytest.mark.parametrize("name,cls", [("patchcore", "PatchCore"), ("padim", "PaDiM"), ("bank_only", "MASF")])
+def test_baselines_build_their_own_detector(name, cls):
+    from masf.method.model import build_detector
+
+    cfg = build_config(None, TINY, variant=name)
+    det = build_detector(cfg.model, build_teacher(cfg.model.teacher))
+    assert type(det).__name__ == cls and not det.trains and det.trainable_parameters() == []
+    if name == "bank_only":  # MASF's own banks and TTSA, no student
+        assert det.students is None and det.banks is not None and cfg.model.ttsa.enabled
 
 
 def test_registering_a_variant_is_one_entry():

@@ -12,7 +12,7 @@ from rich.console import Console
 def leaderboard(
     experiment: str = typer.Option("masf-bench", "--experiment", "-e", envvar="MASF_EXPERIMENT", help="MLflow experiment of the sweep."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow store (default: sqlite file mlflow.db in the working directory)."),
-    selection: str = typer.Option("last", "--selection", "-s", help="last: the last epoch (the headline); best_on_test: the epoch chosen on the test set (the paper's protocol, labelled test-selected)."),
+    selection: str = typer.Option("last", "--selection", "-s", help="last: the last epoch (the headline); best_on_val: the epoch chosen on the validation split; best_on_test: the epoch chosen on the test set (the paper's protocol, labelled test-selected)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table (terminal), md (GitHub markdown), csv (numeric) or latex (booktabs)."),
     variant: str = typer.Option("full", "--variant", "-v", help="Variant of the per-category table (see `masf-bench variants`)."),
     sweep: Optional[str] = typer.Option(None, "--sweep", help="Sweep name, or 'all' to merge every sweep (default: the newest sweep of the experiment)."),

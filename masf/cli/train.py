@@ -28,12 +28,24 @@ def make_config(preset: str, overrides: list[str], **fields: Any) -> Config:
 
 
 def metrics_table(row: dict[str, Any], title: str) -> Table:
+    """Test metrics of the three selections, and the final epoch's validation metrics."""
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("last", justify="right")
+    columns = [("last", "last")]
+    if "best_on_val/image_auroc" in row:
+        table.add_column(f"best_on_val (epoch {row['best_val_epoch']}, validation-selected)", justify="right")
+        columns.append(("best_on_val", "best_on_val"))
     table.add_column(f"best_on_test (epoch {row['best_epoch']}, test-selected)", justify="right")
+    columns.append(("best_on_test", "best_on_test"))
+    if "val/image_auroc" in row:
+        table.add_column("validation split, last", justify="right")
+        columns.append(("val", "val"))
     for key in METRIC_KEYS:
-        table.add_row(key, f"{row[f'last/{key}']:.4f}", f"{row[f'best_on_test/{key}']:.4f}")
+        label = key + (" (threshold best on this split)" if key.endswith("_f1_max") else "")
+        cells = [f"{row[f'{p}/{key}']:.4f}" if isinstance(row.get(f"{p}/{key}"), float) and row[f"{p}/{key}"] == row[f"{p}/{key}"]
+                 else "—" for p, _ in columns]
+        table.add_row(label, *cells)
     return table
 
 
@@ -45,9 +57,9 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", "-s", help="Random seed (default: the preset's)."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder of the trial (result.json, figures, checkpoint)."),
-    resume: bool = typer.Option(True, "--resume/--restart", help="Continue from out/checkpoint.pt when it exists."),
+    resume: bool = typer.Option(True, "--resume/--restart", help="Continue from out/checkpoint.pt when it exists and belongs to this configuration (another configuration's checkpoint stops the trial); --restart discards it."),
 ) -> None:
-    """Train and evaluate one trial; print its metrics (last epoch, and the paper's test-selected best)."""
+    """Train and evaluate one trial; print its metrics (last epoch, validation-selected and the paper's test-selected epoch)."""
     from masf.trial import run_trial  # torch and timm load here, not for --help
 
     cfg = make_config(
@@ -89,6 +101,6 @@ def train(
     timing = f"inference {ms:.1f} ms/img ({ms_ttsa:.1f} with TTSA)" if ms is not None else "inference not timed"
     bank = f"  bank build {row['bank_seconds']:.1f} s" if "bank_seconds" in row else ""
     console.print(
-        f"skipped batches {row['skipped_batches']}/{row['total_batches']}  train {row['train_seconds']:.1f} s{bank}  "
+        f"skipped batches {row['skipped_batches']}/{row['total_batches']}, steps {row['skipped_steps']}  train {row['train_seconds']:.1f} s{bank}  "
         f"{timing}  device {row['device']}"
     )

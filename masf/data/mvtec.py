@@ -270,6 +270,23 @@ def subset_indices(samples: Sequence[Sample], max_images: int, seed: int) -> lis
     return sorted(chosen)
 
 
+def split_normals(n: int, val_fraction: float, seed: int, where: str = "train/good") -> tuple[list[int], list[int]]:
+    """A seeded split of ``n`` training normals into (training, validation) indices, each sorted.
+
+    ``round(val_fraction * n)`` images (at least one when ``val_fraction > 0``) are held out; the
+    split depends on ``seed`` and ``n`` only. DataError when fewer than 2 training images remain.
+    """
+    if val_fraction <= 0:
+        return list(range(n)), []
+    n_val = max(1, int(round(val_fraction * n)))
+    if n - n_val < 2:
+        raise DataError(f"{where}: {n} image(s) are too few for data.val_fraction={val_fraction:g} "
+                        f"({n_val} held out for validation, {n - n_val} left for training; need >= 2): "
+                        "add images or lower data.val_fraction (0 turns the validation split off)")
+    order = np.random.default_rng([seed, n]).permutation(n)
+    return sorted(int(i) for i in order[n_val:]), sorted(int(i) for i in order[:n_val])
+
+
 # ------------------------------------------------------------------ dataset
 
 
@@ -292,6 +309,7 @@ class MVTecDataset(Dataset):
         max_images: Optional[int] = None,
         seed: int = 0,
         cache: bool = True,
+        indices: Optional[Sequence[int]] = None,
     ):
         if image_size < 1:
             raise DataError(f"image_size must be >= 1 (got {image_size})")
@@ -312,6 +330,8 @@ class MVTecDataset(Dataset):
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             cat = self.root / category
             raise DataError(f"{s.image_path}: no ground-truth mask, expected {expected_mask_path(cat, s.defect_type, s.image_path)}{more}")
+        if indices is not None:  # a part of the split (see split_normals), before any max_images cap
+            samples = [samples[i] for i in indices]
         if max_images is not None:
             samples = [samples[i] for i in subset_indices(samples, max_images, seed)]
         self.samples: list[Sample] = samples
@@ -349,13 +369,17 @@ class MVTecDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} images")
         image, mask = self._read(index)
         s = self.samples[index]
+        return self.item(image, mask, s.label, s.defect_type, str(s.image_path))
+
+    def item(self, image: np.ndarray, mask: Optional[np.ndarray], label: int, defect_type: str, path: str) -> dict[str, Any]:
+        """(S, S, 3) uint8 pixels and an optional (S, S) {0, 1} mask -> one normalised item."""
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
         x = (x - self._mean_t) / self._std_t  # (3, S, S)
         if mask is None:
             m = torch.zeros(1, self.image_size, self.image_size, dtype=torch.float32)
         else:
-            m = torch.from_numpy(mask).float().unsqueeze(0)  # (1, S, S) in {0, 1}
-        return {"image": x, "mask": m, "label": s.label, "defect_type": s.defect_type, "path": str(s.image_path)}
+            m = torch.from_numpy(np.ascontiguousarray(mask)).float().unsqueeze(0)  # (1, S, S) in {0, 1}
+        return {"image": x, "mask": m, "label": label, "defect_type": defect_type, "path": path}
 
 
 def denormalize(

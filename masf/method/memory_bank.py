@@ -46,13 +46,17 @@ class MemoryBank:
         self._index = index
         return self
 
-    def search(self, queries: np.ndarray) -> np.ndarray:
-        """(N, D) -> (N,) mean Euclidean distance to the k nearest prototypes."""
+    def knn(self, queries: np.ndarray, k: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+        """(N, D) -> Euclidean distances (N, k) and prototype indices (N, k), nearest first."""
         if self._index is None:
             raise RuntimeError("memory bank searched before fit()")
-        k = min(self.k, self._index.ntotal)
-        d2, _ = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return np.sqrt(np.maximum(d2, 0.0)).mean(axis=1)
+        k = min(self.k if k is None else k, self._index.ntotal)
+        d2, idx = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return np.sqrt(np.maximum(d2, 0.0)), idx
+
+    def search(self, queries: np.ndarray) -> np.ndarray:
+        """(N, D) -> (N,) mean Euclidean distance to the k nearest prototypes."""
+        return self.knn(queries)[0].mean(axis=1)
 
     def state(self) -> dict:
         """Everything needed to rebuild the bank, as tensors (safe for ``torch.load(weights_only=True)``)."""

@@ -1,14 +1,16 @@
 """MASF assembled: teacher -> SDM -> AMFD student, SAMB banks, UGHF fusion, TTSA views.
 
 A pure ``nn.Module`` with explicit entry points (no train/eval-dependent
-return types): ``training_loss`` for the trainer, ``build_banks`` after an
-epoch, ``score`` for evaluation and inference.
+return types): ``training_loss`` for the trainer, ``fit`` (the banks) after an
+epoch, ``score`` for evaluation and inference. The baselines (patchcore.py,
+padim.py) offer the same entry points; ``build_detector`` picks one by
+``model.method``.
 """
 
 from __future__ import annotations
 
+import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Iterable, Optional
 
 import torch
@@ -18,34 +20,17 @@ from torch import nn
 from masf.config import ModelConfig
 from masf.method.amfd import Student, cosine_map, distillation_loss, mask_views
 from masf.method.samb import SAMB
+from masf.method.scores import Scores, gaussian_blur
 from masf.method.sdm import SDM
 from masf.method.ttsa import phase_noise, phase_views
 from masf.method.ughf import UGHF
 from masf.teacher import Teacher
 
 
-@dataclass
-class Scores:
-    anomaly_map: torch.Tensor  # (B, H, W) fused and blurred, at input resolution
-    image_score: torch.Tensor  # (B,) max of anomaly_map
-    scale_maps: list[torch.Tensor]  # L x (B, H, W) per-scale s_l at input resolution (view-averaged)
-
-
-def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(B, H, W) -> (B, H, W), separable Gaussian, reflect padding, radius 4 sigma."""
-    if sigma <= 0:
-        return maps
-    radius = max(1, int(round(4 * sigma)))
-    xs = torch.arange(-radius, radius + 1, device=maps.device, dtype=torch.float32)
-    k = torch.exp(-(xs**2) / (2 * sigma**2))
-    k = k / k.sum()
-    x = maps.unsqueeze(1).float()
-    pad_h, pad_w = min(radius, x.shape[-2] - 1), min(radius, x.shape[-1] - 1)
-    x = F.pad(x, (pad_w, pad_w, 0, 0), mode="reflect")
-    x = F.conv2d(x, k[radius - pad_w : radius + pad_w + 1].view(1, 1, 1, -1))
-    x = F.pad(x, (0, 0, pad_h, pad_h), mode="reflect")
-    x = F.conv2d(x, k[radius - pad_h : radius + pad_h + 1].view(1, 1, -1, 1))
-    return x.squeeze(1)
+def image_seeds(x: torch.Tensor, seed: int) -> list[int]:
+    """One seed per image of ``x`` (B, ...), from its pixels: the same image gets the same seed in any batch."""
+    pixels = x.detach().float().cpu().numpy()
+    return [zlib.crc32(pixels[i].tobytes(), seed & 0xFFFFFFFF) for i in range(pixels.shape[0])]
 
 
 class MASF(nn.Module):
@@ -83,6 +68,9 @@ class MASF(nn.Module):
         return self.students is not None
 
     def trainable_parameters(self) -> list[nn.Parameter]:
+        """The student side's parameters; none without a student (nothing is trained then)."""
+        if not self.trains:
+            return []
         return [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("teacher.")]
 
     def student_maps(self, feats: list[torch.Tensor], generator: Optional[torch.Generator], masked: bool) -> list[torch.Tensor]:
@@ -123,6 +111,25 @@ class MASF(nn.Module):
             built = list(pool.map(lambda i: self.banks[i].build(per_scale[i]), range(self.scales)))
         return {f"bank/scale{i}_{key}": value for i, b in enumerate(built) for key, value in b.items()}
 
+    # the detector interface the trainer uses (shared with the baselines)
+    fit = build_banks
+
+    @property
+    def fitted(self) -> bool:
+        """Whether everything that is fitted on normal images (the banks) is there; True without banks."""
+        return self.banks is None or all(b.fitted for b in self.banks)
+
+    def fitted_state(self) -> dict:
+        return {"banks": [b.bank.state() for b in self.banks] if self.banks is not None else []}
+
+    def load_fitted_state(self, state: dict) -> None:
+        if self.banks is not None:
+            for bank, bstate in zip(self.banks, state["banks"]):
+                bank.bank.load_state(bstate)
+
+    def fusion_weights(self) -> list[float]:
+        return self.ughf.weights().tolist()
+
     # ------------------------------------------------------------ scoring
 
     def _component_weights(self) -> tuple[float, float]:
@@ -135,8 +142,24 @@ class MASF(nn.Module):
         return wc / total, wb / total
 
     @torch.no_grad()
-    def _view_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Normalised images (B, 3, H, W) -> per-scale s_l at input resolution, L x (B, H, W)."""
+    def _masked_cosine(self, feats: list[torch.Tensor], seeds: list[int]) -> list[torch.Tensor]:
+        """Test-time masking: per-scale cosine maps averaged over seeded mask draws, each image with its own seed."""
+        a = self.cfg.amfd
+        cos = [torch.zeros(f.shape[0], *f.shape[-2:], device=f.device) for f in feats]
+        for b, seed in enumerate(seeds):
+            gen = torch.Generator().manual_seed(seed)
+            one = [f[b : b + 1] for f in feats]
+            for _ in range(a.test_mask_draws):
+                for i, (t, s) in enumerate(zip(one, self.student_maps(one, gen, masked=True))):
+                    cos[i][b] += cosine_map(t, s)[0] / a.test_mask_draws
+        return cos
+
+    @torch.no_grad()
+    def _view_maps(self, x: torch.Tensor, seeds: Optional[list[int]] = None) -> list[torch.Tensor]:
+        """Normalised images (B, 3, H, W) -> per-scale s_l at input resolution, L x (B, H, W).
+
+        ``seeds``: one per image for test-time masks (default: from the images' pixels).
+        """
         size = x.shape[-2:]
         feats = self.teacher(x)
         wc, wb = self._component_weights()
@@ -144,11 +167,7 @@ class MASF(nn.Module):
         if self.students is not None and wc > 0:
             a = self.cfg.amfd
             if a.test_masking:
-                gen = torch.Generator().manual_seed(self.test_mask_seed)
-                cos = [torch.zeros_like(m) for m in maps]
-                for _ in range(a.test_mask_draws):
-                    for i, (t, s) in enumerate(zip(feats, self.student_maps(feats, gen, masked=True))):
-                        cos[i] += cosine_map(t, s) / a.test_mask_draws
+                cos = self._masked_cosine(feats, seeds if seeds is not None else image_seeds(x, self.test_mask_seed))
             else:
                 cos = [cosine_map(t, s) for t, s in zip(feats, self.student_maps(feats, None, masked=False))]
             maps = [m + wc * c for m, c in zip(maps, cos)]
@@ -169,8 +188,25 @@ class MASF(nn.Module):
             t = self.cfg.ttsa
             eps = phase_noise(t.views, x.shape[1], x.shape[2], x.shape[3], t.phase_std, self.ttsa_seed)
             views = phase_views(x, eps)  # (n * B, 3, H, W), view-major
-            maps = [m.view(t.views, x.shape[0], *m.shape[1:]).mean(0) for m in self._view_maps(views)]
+            seeds = None
+            if self.cfg.amfd.test_masking and self.students is not None:  # seeded by the images, not the views
+                base = image_seeds(x, self.test_mask_seed)
+                seeds = [(s + 1_000_003 * k) & 0xFFFFFFFF for k in range(t.views) for s in base]
+            maps = [m.view(t.views, x.shape[0], *m.shape[1:]).mean(0) for m in self._view_maps(views, seeds)]
         else:
             maps = self._view_maps(x)
         fused = gaussian_blur(self.ughf.fuse(maps), self.cfg.ughf.blur_sigma)
         return Scores(anomaly_map=fused, image_score=fused.flatten(1).amax(1), scale_maps=maps)
+
+
+def build_detector(cfg: ModelConfig, teacher: Teacher, seed: int = 0) -> nn.Module:
+    """The detector of ``cfg.method`` on ``teacher``: MASF, or the PatchCore / PaDiM baseline."""
+    if cfg.method == "patchcore":
+        from masf.method.patchcore import PatchCore
+
+        return PatchCore(cfg.patchcore, teacher, seed=seed, device=cfg.samb.device)
+    if cfg.method == "padim":
+        from masf.method.padim import PaDiM
+
+        return PaDiM(cfg.padim, teacher, seed=seed)
+    return MASF(cfg, teacher, seed=seed)

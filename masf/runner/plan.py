@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from masf.config import Config, build_config, read_yaml
+from masf.config import Config, build_config, flatten, read_yaml
 from masf.data import MVTEC_CATEGORIES
 from masf.data.mvtec import category_dir, check_category_name, list_categories
 from masf.errors import DataError, MasfError
+from masf.fingerprint import config_fingerprint
 from masf.variants import get_variant, list_variants
 
 SYNTH_VERSION = 1  # bump when the generator's output changes
@@ -36,6 +37,10 @@ class TrialSpec:
     variant: str
     seed: int
     config: dict[str, Any] = field(hash=False, compare=False)  # the resolved config (Config.to_dict())
+
+    @property
+    def fingerprint(self) -> str:
+        return config_fingerprint(self.config)
 
     @property
     def dirname(self) -> str:
@@ -133,10 +138,72 @@ def plan_trials(
     return trials
 
 
-def sweep_name(root: Path, categories: Sequence[str], variants: Sequence[str], seeds: Sequence[int], preset: str, overrides: Sequence[str]) -> str:
-    """A stable name: the same arguments give the same sweep, which is what --resume finds."""
+PLAN_FILE = "plan.json"  # in the sweep's storage folder: what each trial of the sweep is
+
+
+def sweep_family(root: Path, categories: Sequence[str], variants: Sequence[str], seeds: Sequence[int], preset: str, overrides: Sequence[str]) -> str:
+    """A hash of the command's arguments: sweeps of one command, before and after an edit, share it."""
     blob = json.dumps([str(root), sorted(categories), sorted(variants), sorted(seeds), preset, sorted(overrides)])
+    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+
+def sweep_name(trials: Sequence[TrialSpec], preset: str) -> str:
+    """The sweep's identity: the content of its resolved trial configs (variant definitions included).
+
+    The same trials give the same name, which is what --resume finds; an edited preset, override,
+    variant entry or default gives another name, so old results are never taken for new ones.
+    """
+    blob = json.dumps(sorted((t.key, t.fingerprint) for t in trials))
     return f"{Path(preset).stem}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
+
+
+def write_plan(folder: Path, family: str, trials: Sequence[TrialSpec]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"family": family, "trials": {t.key: {"fingerprint": t.fingerprint, "config": t.config} for t in trials}}
+    tmp = folder / (PLAN_FILE + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, folder / PLAN_FILE)
+
+
+def _config_diff(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
+    a, b = flatten(old), flatten(new)
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    parts = [f"{k} {a.get(k, '(none)')!r} -> {b.get(k, '(none)')!r}" for k in keys[:limit]]
+    if len(keys) > limit:
+        parts.append(f"{len(keys) - limit} more keys")
+    return ", ".join(parts) or "the variant's definition"
+
+
+def changed_since(storage: Path, name: str, family: str, trials: Sequence[TrialSpec]) -> Optional[str]:
+    """When sweep ``name`` is new but an earlier sweep of the same command exists: a line saying
+    which trials changed and how (None when there is nothing to say)."""
+    if (storage / name / PLAN_FILE).exists():
+        return None
+    earlier = []
+    for path in storage.glob(f"*/{PLAN_FILE}"):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("family") == family and path.parent.name != name:
+            earlier.append((path.stat().st_mtime, path.parent.name, data.get("trials", {})))
+    if not earlier:
+        return None
+    _, old_name, old = max(earlier)
+    new = {t.key: t for t in trials}
+    changed = [f"{k} ({_config_diff(old[k]['config'], new[k].config)})" for k in sorted(new)
+               if k in old and old[k].get("fingerprint") != new[k].fingerprint]
+    added = sorted(set(new) - set(old))
+    removed = sorted(set(old) - set(new))
+    parts = [f"{len(changed)} of {len(new)} trials changed since sweep {old_name} (same command)"]
+    if changed:
+        parts.append("changed: " + "; ".join(changed[:10]) + (f"; and {len(changed) - 10} more" if len(changed) > 10 else ""))
+    if added:
+        parts.append("new: " + ", ".join(added[:10]))
+    if removed:
+        parts.append("gone: " + ", ".join(removed[:10]))
+    parts.append(f"this is a new sweep ({name}): every trial runs in it; {old_name} keeps its results")
+    return ". ".join(parts)
 
 
 SUITE_DIR = Path(__file__).resolve().parents[2] / "bench" / "suites"

@@ -19,15 +19,20 @@ from rich.console import Console
 import masf
 from masf.config import flatten
 from masf.errors import MasfError
+from masf.fingerprint import code_fingerprint, variant_fingerprint
+from masf.metrics import METRIC_KEYS, SELECTIONS, VAL_THRESHOLD_METRICS
 from masf.runner import plan
 from masf.runner.progress import SweepProgress
 from masf.runner.tracking import Tracker, default_tracking_uri
 
-EPOCH_KEYS = ("loss", "lr", "skipped_batches", "batches", "epoch_seconds", "eval_seconds", "composite")
-METRIC_NAMES = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pro")
+EPOCH_KEYS = ("loss", "lr", "skipped_batches", "skipped_steps", "batches", "epoch_seconds", "eval_seconds",
+              "val_eval_seconds", "composite")
+METRIC_NAMES = METRIC_KEYS + VAL_THRESHOLD_METRICS  # the test metrics of an evaluated epoch; its validation metrics are "val/..."
+SELECTION_PREFIXES = tuple(f"{s}/" for s in SELECTIONS) + ("val/",)
 RESULT_METRICS = (
-    "best_epoch", "skipped_batches", "total_batches", "train_seconds", "eval_seconds", "trial_seconds",
-    "infer_ms_per_image", "infer_ms_per_image_ttsa", "test_images", "bank_seconds",
+    "best_epoch", "best_val_epoch", "skipped_batches", "skipped_steps", "total_batches", "train_seconds", "eval_seconds",
+    "trial_seconds", "infer_ms_per_image", "infer_ms_per_image_ttsa", "test_images", "train_images", "val_images",
+    "bank_seconds",
 )
 
 
@@ -95,7 +100,9 @@ class _Driver:
         t = s.config["model"]["teacher"]
         return {
             "category": s.category, "variant": s.variant, "seed": str(s.seed), "preset": s.config["preset"],
-            "backbone": t["name"], "weights_source": t["weights"], "code_version": self.version,
+            "backbone": t["name"], "weights_source": t["weights"], "method": s.config["model"]["method"],
+            "code_version": self.version, "code_fingerprint": code_fingerprint(),
+            "config_fingerprint": s.fingerprint, "variant_fingerprint": variant_fingerprint(s.variant),
         }
 
     def started(self, key: str, attempt: int) -> None:
@@ -107,7 +114,7 @@ class _Driver:
     @staticmethod
     def _epoch_metrics(record: dict[str, Any]) -> dict[str, float]:
         return {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and (
-            k in EPOCH_KEYS or k in METRIC_NAMES or k.startswith(("loss/", "fusion_weight/")))}
+            k in EPOCH_KEYS or k in METRIC_NAMES or k.startswith(("loss/", "fusion_weight/", "val/")))}
 
     def reported(self, key: str, result: dict[str, Any]) -> None:
         if result.get("final"):
@@ -151,8 +158,10 @@ class _Driver:
         if "last/image_auroc" not in row:
             return None
         metrics = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-                   and (k.startswith(("last/", "best_on_test/")) or k in RESULT_METRICS)}
-        metrics["skipped_batches_total"] = metrics.pop("skipped_batches", 0)  # 'skipped_batches' is the per-epoch series
+                   and (k.startswith(SELECTION_PREFIXES) or k in RESULT_METRICS)}
+        # 'skipped_batches' and 'skipped_steps' are the per-epoch series
+        metrics["skipped_batches_total"] = metrics.pop("skipped_batches", 0)
+        metrics["skipped_steps_total"] = metrics.pop("skipped_steps", 0)
         if checkpoint_dir and (Path(checkpoint_dir) / "history.json").exists():
             # the last epoch is reported with the final row: log its per-epoch series too
             last = json.loads((Path(checkpoint_dir) / "history.json").read_text())[-1]
@@ -187,8 +196,13 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
         from masf.config import config_from_dict
 
         plan.check_teacher(config_from_dict(t.config))
-    name = plan.sweep_name(root, categories, variants, opts.seeds, opts.preset, opts.overrides)
+    name = plan.sweep_name(trials, opts.preset)
+    family = plan.sweep_family(root, categories, variants, opts.seeds, opts.preset, opts.overrides)
     storage = Path(opts.storage or Path.cwd() / "masf-runs").expanduser().resolve()
+    if opts.resume:
+        note = plan.changed_since(storage, name, family, trials)
+        if note:
+            console.print(f"[yellow]--resume: {note}[/]")
     tracking_uri = opts.tracking_uri or default_tracking_uri()
     summary = SweepSummary(name, opts.experiment, tracking_uri, str(storage / name))
 
@@ -199,6 +213,12 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
                          "seeds": ",".join(map(str, opts.seeds)), "preset": opts.preset, "overrides": " ".join(opts.overrides),
                          "data_root": str(root)})
     finished = tracker.finished_trials()
+    other_code = sorted(k for k in finished if tracker.finished_code.get(k) not in ("", code_fingerprint()))
+    if other_code and opts.resume:
+        console.print(f"[yellow]--resume: {len(other_code)} finished trials were run by other code "
+                      f"(code {tracker.finished_code[other_code[0]]}, now {code_fingerprint()}): {', '.join(other_code[:5])}"
+                      f"{' ...' if len(other_code) > 5 else ''}; they are kept as they are (their runs say which code); "
+                      "a fresh --experiment reruns them[/]")
     ckpts = ray_tune.find_checkpoints(storage / name)
     done_somewhere = set(finished) | {k for k, (_, final, _) in ckpts.items() if final}
     if done_somewhere and not opts.resume:
@@ -206,6 +226,7 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
                         f"storage {storage / name}): pass --resume to run only what is missing, or --experiment NEW "
                         "and --storage NEW for a fresh sweep")
 
+    plan.write_plan(storage / name, family, trials)
     resources = ray_tune.connect(opts.address, num_gpus=None)
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if resources.get("GPU", 0) >= 1 else 0.0)
     if gpus > resources.get("GPU", 0):
@@ -218,7 +239,7 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
     tracker.start()
     try:
         specs = {t.key: t for t in trials}
-        epochs = {t.key: (t.config["train"]["epochs"] if t.config["model"]["amfd"]["enabled"] else 0) for t in trials}
+        epochs = {t.key: (t.config["train"]["epochs"] if t.config["model"]["method"] == "masf" and t.config["model"]["amfd"]["enabled"] else 0) for t in trials}
         if not opts.resume:
             ckpts = {}  # a fresh sweep starts every trial from scratch
         start = time.time()

@@ -105,6 +105,7 @@ class Tracker:
     experiment_id: str = ""
     parent_run_id: str = ""
     runs: dict[str, str] = field(default_factory=dict)  # trial key -> run id
+    finished_code: dict[str, str] = field(default_factory=dict)  # finished trial key -> its code fingerprint tag
     pending: list[dict[str, Any]] = field(default_factory=list)
     down_since: Optional[float] = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -179,6 +180,7 @@ class Tracker:
             run = retry(lambda: client.get_run(run_id))
             if run.info.status == "FINISHED" and "last/image_auroc" in run.data.metrics:
                 done[key] = run_id
+                self.finished_code[key] = run.data.tags.get("code_fingerprint", "")
         return done
 
     def submit(self, event: dict[str, Any]) -> None:

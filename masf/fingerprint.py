@@ -1,0 +1,81 @@
+"""What a result belongs to: fingerprints of a resolved config, a variant's definition and the code.
+
+- ``config_fingerprint``: the resolved config (every key but the operational ones
+  of ``OPERATIONAL_KEYS``, which change how fast a trial runs, not what it
+  computes) plus the registered definition of its variant, so a variant whose
+  switches change is a new configuration even under its old name.
+- ``code_fingerprint``: the contents of every source file of the ``masf`` and
+  ``ablations`` packages as they are loaded, so it sees uncommitted edits and
+  works from an installed wheel.
+
+Checkpoints and trial results carry both; a sweep's name is made of its trials'
+config fingerprints (see ``masf.runner.plan.sweep_name``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Union
+
+from masf.config import Config, flatten
+
+# how fast, where and what is written besides the metrics; never what a trial computes
+OPERATIONAL_KEYS = frozenset({
+    "preset",  # a name: the preset's content is in the other keys
+    "train.threads", "train.device", "data.num_workers", "data.eval_batch_size", "model.samb.device",
+    "eval.figures", "eval.heatmap_images", "eval.timing_images",
+})
+
+
+def _digest(obj: Any, n: int = 16) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def variant_definition(name: str) -> Any:
+    """The registered switches of variant ``name`` (None for an unregistered name)."""
+    from masf.variants import UnknownVariantError, get_variant
+
+    try:
+        v = get_variant(name)
+    except UnknownVariantError:
+        return None
+    return {"switches": v.switches, "baseline": v.baseline}
+
+
+def variant_fingerprint(name: str) -> str:
+    return _digest({"variant": name, "definition": variant_definition(name)}, 12)
+
+
+def config_fingerprint(cfg: Union[Config, dict[str, Any]]) -> str:
+    """16 hex digits of the resolved config (operational keys left out) and its variant's definition."""
+    flat = flatten(cfg.to_dict() if isinstance(cfg, Config) else cfg)
+    kept = {k: v for k, v in flat.items() if k not in OPERATIONAL_KEYS}
+    return _digest({"config": kept, "variant_definition": variant_definition(str(flat.get("variant")))})
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """16 hex digits of every .py file of the ``masf`` and ``ablations`` packages (path and content)."""
+    import ablations
+    import masf
+
+    h = hashlib.sha256()
+    for package in (masf, ablations):
+        root = Path(package.__file__).resolve().parent
+        for path in sorted(root.rglob("*.py")):
+            h.update(f"{package.__name__}/{path.relative_to(root).as_posix()}\0".encode())
+            h.update(path.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def trial_identity(cfg: Config) -> dict[str, str]:
+    """What a checkpoint and a result say they belong to."""
+    return {
+        "trial": f"{cfg.data.category} / {cfg.variant} / seed {cfg.train.seed}",
+        "config": config_fingerprint(cfg),
+        "code": code_fingerprint(),
+    }
