@@ -127,7 +127,7 @@ def runs_frame(runs: Sequence[Mapping[str, Any]], sweep: Optional[str] = None, e
     plan: set[Trial] = set(map(tuple, expected or []))
     if expected is None:
         for _, g in df.groupby("sweep"):
-            plan |= set(itertools.product(g.category.unique(), g.variant.unique(), g.seed.unique()))
+            plan |= set(itertools.product(g.category.unique(), g.variant.str.removesuffix(OTHER_DEFINITION).unique(), g.seed.unique()))
     seen = set(zip(df.category, df.variant.str.removesuffix(OTHER_DEFINITION), df.seed))
     missing = [{"sweep": chosen[0] if len(chosen) == 1 else "", "trial_key": f"{c}/{v}/seed{s}", "category": c, "variant": v,
                 "seed": int(s), "status": "missing", "error": "", "run_id": "", "start_time": 0, **dict.fromkeys(_INFO, "")} for c, v, s in sorted(plan - seen)]

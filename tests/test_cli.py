@@ -25,6 +25,14 @@ def test_train_smoke_end_to_end(synth_root, tmp_path):
     row = json.loads((tmp_path / "t" / "result.json").read_text())
     assert row["variant"] == "no_sdm" and row["seed"] == 3 and row["preset"] == "smoke"
     assert (tmp_path / "t" / "figures" / "heatmaps.png").is_file()
+    assert "best_on_val" in out.stdout and "validation split" in out.stdout
+    # another configuration into the same folder: one line naming both, nothing overwritten
+    again = cli("train", "--data-root", str(synth_root), "-c", "carpet", "--preset", "smoke", "--variant", "no_ttsa",
+                "--seed", "5", "--out", str(tmp_path / "t"), cwd=tmp_path)
+    lines = [l for l in again.stderr.strip().splitlines() if l.strip()]
+    assert again.returncode == 1 and len(lines) == 1, again.stdout + again.stderr
+    assert "carpet / no_sdm / seed 3" in lines[0] and "carpet / no_ttsa / seed 5" in lines[0] and "--restart" in lines[0]
+    assert json.loads((tmp_path / "t" / "result.json").read_text()) == row
 
 
 @pytest.mark.parametrize(

@@ -216,7 +216,8 @@ def test_cli_rejects_bad_options_in_one_line(tmp_path: Path):
 
 def _log_trial(tracker, category: str, variant: str, auroc: float, fail: bool, t0: float) -> None:
     key = f"{category}/{variant}/seed0"
-    tags = {"category": category, "variant": variant, "seed": "0", "preset": "smoke", "backbone": "resnet18", "weights_source": "none"}
+    tags = {"category": category, "variant": variant, "seed": "0", "preset": "smoke", "backbone": "resnet18", "weights_source": "none",
+            "variant_fingerprint": variant_fingerprint(variant)}
     tracker.submit({"kind": "trial_start", "trial": key, "tags": tags, "params": {"train.seed": 0}, "time": t0})
     for epoch in (1, 2):
         tracker.submit({"kind": "epoch", "trial": key, "step": epoch, "time": t0 + epoch, "tags": {"device": "cpu"},
@@ -226,6 +227,7 @@ def _log_trial(tracker, category: str, variant: str, auroc: float, fail: bool, t
         return
     final = {**{f"last/{m}": auroc + off for m, off in OFFSETS.items()},
              **{f"best_on_test/{m}": auroc + off + BEST_GAIN for m, off in OFFSETS.items()},
+             **{f"best_on_val/{m}": auroc + off + BEST_GAIN / 2 for m, off in OFFSETS.items()},
              "best_epoch": 2, "skipped_batches_total": 3, "total_batches": 10}
     tracker.submit({"kind": "trial_end", "trial": key, "step": 2, "metrics": final, "tags": tags, "time": t0 + 4})
 
@@ -258,13 +260,17 @@ def test_end_to_end_mlflow_store(tmp_path: Path):
     assert "| bottle | 95.00 | 93.00 | 85.00 | 94.00 | 1/1 |" in result.output and "test-selected (paper protocol)" in result.output
     assert (tmp_path / "bars.png").read_bytes()[:4] == b"\x89PNG"
 
+    result = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", uri, "-e", "X", "--format", "md", "--selection", "best_on_val"])
+    assert result.exit_code == 0, result.output
+    assert "| bottle | 98.50 | 96.50 | 88.50 | 97.50 | 1/1 |" in result.output and "validation-selected" in result.output
+
     result = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", uri, "--experiment", "Y"])
     assert result.exit_code == 1 and str(result.exception) == f"no MLflow experiment 'Y' in {uri}"
 
     paths = lb.write_sweep_leaderboard(uri, "X", tmp_path / "board", sweep="smoke-e2e")
     assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "category_bars.png"]
     md = paths[0].read_text()
-    assert "## last epoch (headline)" in md and "## test-selected (paper protocol)" in md
+    assert "## last epoch (headline)" in md and "## validation-selected" in md and "## test-selected (paper protocol)" in md
     trials = pd.read_csv(paths[1]).set_index("trial_key")
     assert trials.loc["bottle/full/seed0", "last/image_auroc"] == pytest.approx(0.98)
     assert trials.loc["bottle/full/seed0", "skipped_batches"] == 3  # the final total, not the last epoch's count

@@ -188,3 +188,20 @@ def test_scoring_end_to_end_on_random_teacher():
     assert torch.allclose(out.image_score, out.anomaly_map.flatten(1).amax(1))
     plain = m.score(x, ttsa=False)
     assert not torch.allclose(plain.anomaly_map, out.anomaly_map)
+
+
+@pytest.mark.parametrize("ttsa", [False, True])
+def test_test_time_masks_are_seeded_per_image_not_per_batch(ttsa):
+    """With test-time masking, an image's score does not depend on the evaluation batch it is in."""
+    m = _model("full")
+    m.cfg.amfd.test_masking, m.cfg.amfd.test_mask_draws = True, 2
+    m.build_banks([torch.randn(2, 3, 32, 32)])
+    m.eval()
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    whole = m.score(x, ttsa=ttsa)
+    halves = [m.score(x[:2], ttsa=ttsa), m.score(x[2:], ttsa=ttsa)]
+    reordered = m.score(x.flip(0), ttsa=ttsa)
+    assert torch.allclose(whole.anomaly_map, torch.cat([h.anomaly_map for h in halves]), atol=1e-5)
+    assert torch.allclose(whole.image_score, reordered.image_score.flip(0), atol=1e-5)
+    m.cfg.amfd.test_masking = False
+    assert not torch.allclose(whole.anomaly_map, m.score(x, ttsa=ttsa).anomaly_map)  # the masks were in play

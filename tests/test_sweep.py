@@ -57,6 +57,8 @@ def test_local_sweep_concurrent_trials_and_a_failure_alone(synth_root, tmp_path)
         run = by_key[key]
         assert run["status"] == "FINISHED", key
         assert 0.0 <= run["last/image_auroc"] <= 1.0 and 0.0 <= run["best_on_test/pro"] <= 1.0
+        assert 0.0 <= run["best_on_val/image_auroc"] <= 1.0 and 0.0 <= run["val/pro"] <= 1.0
+        assert len(run["tag:config_fingerprint"]) == 16 and run["tag:code_fingerprint"] and run["tag:variant_fingerprint"]
         assert {"result.json", "config.yaml", "figures/heatmaps.png", "figures/roc.png"} <= _artifacts(tmp_path, run["run_id"])
         assert run["tag:device"] == "cpu" and run["tag:ray_node"]
     for key in ("broken/full/seed0", "broken/patchcore/seed0"):

@@ -154,3 +154,20 @@ def test_patchcore_trains_nothing_and_scores(synth_root, tiny, tmp_path):
     assert 0.0 <= row["last/image_auroc"] <= 1.0
     assert row["bank_seconds"] > 0 and row["bank/prototypes"] > 0 and row["method"] == "patchcore"
     assert row["infer_ms_per_image"] is None and row["infer_ms_per_image_ttsa"] is None  # timing switched off
+
+
+def test_non_finite_gradient_with_finite_loss_skips_the_step_and_counts_it(synth_root, tiny, tmp_path):
+    """The paper's float16 failure on CPU: the loss is finite, a gradient is not; no scaler runs here."""
+    cfg = build_config(None, {**tiny(synth_root), "train.epochs": 1})
+    trainer = _trainer(cfg, tmp_path)
+    params = trainer.model.trainable_parameters()
+    victim = params[0]
+    victim.register_hook(lambda g: torch.full_like(g, float("inf")))
+    before = [p.detach().clone() for p in params]
+    record = trainer.train_epoch()
+    assert record["batches"] == 2 and record["skipped_steps"] == 2 and record["skipped_batches"] == 0
+    assert np.isfinite(record["loss"])
+    assert all(torch.equal(p, b) for p, b in zip(params, before))  # no parameter moved
+    assert not trainer.scaler.is_enabled()
+    with pytest.raises(TrainingError, match=r"non-finite loss or gradient \(0 losses, 2 gradients\)"):
+        trainer.fit(resume=False)

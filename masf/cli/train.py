@@ -29,23 +29,22 @@ def make_config(preset: str, overrides: list[str], **fields: Any) -> Config:
 
 def metrics_table(row: dict[str, Any], title: str) -> Table:
     """Test metrics of the three selections, and the final epoch's validation metrics."""
-    table = Table(title=title, title_justify="left")
+    has_val = "best_on_val/image_auroc" in row
+    columns = ["last"] + (["best_on_val"] if has_val else []) + ["best_on_test"] + (["val"] if has_val else [])
+    notes = ["last: final epoch (headline)"]
+    if has_val:
+        notes.append(f"best_on_val: epoch {row['best_val_epoch']}, chosen on the validation split")
+    notes.append(f"best_on_test: epoch {row['best_epoch']}, chosen on the test split (optimistic)")
+    if has_val:
+        notes.append("val: the validation split (held-out normals + pseudo-anomalies), final epoch")
+    notes.append("*_f1_max: the best threshold of the split itself; *_f1_at_val_threshold: the threshold fixed on validation")
+    table = Table(title=title, title_justify="left", caption="\n".join(notes), caption_justify="left")
     table.add_column("metric")
-    table.add_column("last", justify="right")
-    columns = [("last", "last")]
-    if "best_on_val/image_auroc" in row:
-        table.add_column(f"best_on_val (epoch {row['best_val_epoch']}, validation-selected)", justify="right")
-        columns.append(("best_on_val", "best_on_val"))
-    table.add_column(f"best_on_test (epoch {row['best_epoch']}, test-selected)", justify="right")
-    columns.append(("best_on_test", "best_on_test"))
-    if "val/image_auroc" in row:
-        table.add_column("validation split, last", justify="right")
-        columns.append(("val", "val"))
+    for name in columns:
+        table.add_column(name, justify="right")
     for key in METRIC_KEYS:
-        label = key + (" (threshold best on this split)" if key.endswith("_f1_max") else "")
-        cells = [f"{row[f'{p}/{key}']:.4f}" if isinstance(row.get(f"{p}/{key}"), float) and row[f"{p}/{key}"] == row[f"{p}/{key}"]
-                 else "—" for p, _ in columns]
-        table.add_row(label, *cells)
+        values = [row.get(f"{p}/{key}") for p in columns]
+        table.add_row(key, *(f"{v:.4f}" if isinstance(v, float) and v == v else "—" for v in values))
     return table
 
 

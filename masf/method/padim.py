@@ -82,8 +82,8 @@ class PaDiM(nn.Module):
         self.channels, self.mean, self.inv_cov = state["channels"], state["mean"], state["inv_cov"]
 
     @torch.no_grad()
-    def score(self, x: torch.Tensor, ttsa: Optional[bool] = None) -> Scores:
-        """Normalised images (B, 3, H, W) -> Mahalanobis maps at input resolution and image scores."""
+    def distances(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images (B, 3, H, W) -> Mahalanobis distance of every grid position (B, h, w)."""
         if not self.fitted:
             raise RuntimeError("score() before fit()")
         e = self.embed(x)
@@ -92,7 +92,12 @@ class PaDiM(nn.Module):
             raise RuntimeError(f"PaDiM was fitted on a {self.mean.shape[0]}-position grid, scored on {h}x{w}")
         diff = e.reshape(b, d, h * w).permute(2, 0, 1).float() - self.mean.to(e.device)[:, None]  # (P, B, d)
         m2 = torch.einsum("pbd,pde,pbe->bp", diff, self.inv_cov.to(e.device), diff)
-        maps = m2.clamp_min(0).sqrt().view(b, 1, h, w)
+        return m2.clamp_min(0).sqrt().view(b, h, w)
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor, ttsa: Optional[bool] = None) -> Scores:
+        """Normalised images (B, 3, H, W) -> Mahalanobis maps at input resolution and image scores."""
+        maps = self.distances(x).unsqueeze(1)
         up = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False).squeeze(1)
         fused = gaussian_blur(up, self.cfg.blur_sigma)
         return Scores(anomaly_map=fused, image_score=fused.flatten(1).amax(1), scale_maps=[up])

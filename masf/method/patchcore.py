@@ -103,8 +103,8 @@ class PatchCore(nn.Module):
         self.bank.load_state(state["bank"])
 
     @torch.no_grad()
-    def score(self, x: torch.Tensor, ttsa: Optional[bool] = None) -> Scores:
-        """Normalised images (B, 3, H, W) -> anomaly maps at input resolution and image scores."""
+    def patch_scores(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised images (B, 3, H, W) -> patch scores (B, h, w) and image scores (B,), as numpy."""
         if not self.fitted:
             raise RuntimeError("score() before fit()")
         e = self.embed(x)
@@ -118,7 +118,13 @@ class PatchCore(nn.Module):
             for i in range(b):
                 j = i * h * w + int(top[i])
                 image[i] *= reweight(queries[j], int(nearest[j, 0]), self.bank, self.cfg.reweight_neighbours)
-        maps = torch.from_numpy(patch).to(x.device, torch.float32).view(b, 1, h, w)
+        return patch.reshape(b, h, w), image
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor, ttsa: Optional[bool] = None) -> Scores:
+        """Normalised images (B, 3, H, W) -> anomaly maps at input resolution and image scores."""
+        patch, image = self.patch_scores(x)
+        maps = torch.from_numpy(patch).to(x.device, torch.float32).unsqueeze(1)
         up = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False).squeeze(1)
         return Scores(anomaly_map=gaussian_blur(up, self.cfg.blur_sigma),
                       image_score=torch.from_numpy(image).to(x.device, torch.float32), scale_maps=[up])
