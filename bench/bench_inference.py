@@ -1,4 +1,4 @@
-"""Inference ms per image, side by side in one run: the bank-only `patchcore` baseline, MASF
+"""Inference ms per image, side by side in one run: the `patchcore` baseline (PatchCore), MASF
 `full` without TTSA and with TTSA (n views), on the same backbone and images.
 
 Timing starts after a warm-up batch, covers `model.score` (teacher, SDM, student, bank
@@ -22,7 +22,7 @@ import torch
 
 from masf.config import build_config
 from masf.data.synth import generate_dataset
-from masf.method.model import MASF
+from masf.method.model import MASF, build_detector
 from masf.trial import build_datasets, cached_teacher
 from bench.report import emit
 
@@ -33,11 +33,11 @@ def load(args, variant: str):
     cfg = build_config(args.preset, [f"data.root={args.data_root}", f"data.category={args.category}",
                                      f"model.ttsa.views={args.views}"], variant=variant)
     teacher = cached_teacher(cfg.model.teacher)
-    train, test = build_datasets(cfg, teacher.mean, teacher.std)
+    train, _, test = build_datasets(cfg, teacher.mean, teacher.std)
     torch.manual_seed(0)
-    model = MASF(cfg.model, teacher, seed=0).eval()
+    model = build_detector(cfg.model, teacher, seed=0).eval()
     x_train = torch.stack([train[i]["image"] for i in range(len(train))])
-    model.build_banks(x_train.split(args.batch))
+    model.fit(x_train.split(args.batch))
     x = torch.stack([test[i]["image"] for i in range(min(len(test), args.images))])
     return model, x
 
@@ -112,11 +112,11 @@ def main() -> None:
     base, x = load(args, "patchcore")
     masf, _ = load(args, "full")
     rows = {
-        "patchcore (bank only)": time_score(base, x, False, args.batch, args.repeats),
+        "patchcore": time_score(base, x, False, args.batch, args.repeats),
         "MASF full, no TTSA": time_score(masf, x, False, args.batch, args.repeats),
         f"MASF full, TTSA n={args.views}": time_score(masf, x, True, args.batch, args.repeats),
     }
-    ref = rows["patchcore (bank only)"]
+    ref = rows["patchcore"]
     lines = [
         f"- command: `python bench/bench_inference.py --category {args.category} --preset {args.preset} --views {args.views} "
         f"--batch {args.batch} --images {args.images} --repeats {args.repeats} --threads {args.threads}`",

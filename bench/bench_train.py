@@ -43,7 +43,7 @@ def main() -> None:
                                              f"train.epochs={args.epochs}", f"eval.every={args.epochs + 1}", "eval.figures=false",
                                              "model.ttsa.enabled=false"])
             teacher = cached_teacher(cfg.model.teacher)
-            train, test = build_datasets(cfg, teacher.mean, teacher.std)
+            train, _, test = build_datasets(cfg, teacher.mean, teacher.std)
             for i in range(len(train)):  # decode once, as every epoch after the first would
                 train[i]
             torch.manual_seed(0)

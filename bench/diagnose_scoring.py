@@ -89,7 +89,7 @@ def main() -> None:
     cfg = load_config_file(args.trial_dir / "config.yaml")
     state = torch.load(args.trial_dir / CHECKPOINT, map_location="cpu", weights_only=True)
     teacher = build_teacher(cfg.model.teacher)
-    train, test = build_datasets(cfg, teacher.mean, teacher.std)
+    train, _, test = build_datasets(cfg, teacher.mean, teacher.std)
     rows = []
     weights = [float(state["model"]["ughf.log_vars"][i]) for i in range(len(teacher.channels))] if "ughf.log_vars" in state["model"] else []
     for name, changes in ROWS:

@@ -56,20 +56,24 @@ def config_fingerprint(cfg: Union[Config, dict[str, Any]]) -> str:
     return _digest({"config": kept, "variant_definition": variant_definition(str(flat.get("variant")))})
 
 
-@lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """16 hex digits of every .py file of the ``masf`` and ``ablations`` packages (path and content)."""
-    import ablations
-    import masf
-
+def source_fingerprint(roots: dict[str, Path]) -> str:
+    """16 hex digits of every .py file under each named root folder (relative path and content)."""
     h = hashlib.sha256()
-    for package in (masf, ablations):
-        root = Path(package.__file__).resolve().parent
-        for path in sorted(root.rglob("*.py")):
-            h.update(f"{package.__name__}/{path.relative_to(root).as_posix()}\0".encode())
+    for name, root in sorted(roots.items()):
+        for path in sorted(Path(root).rglob("*.py")):
+            h.update(f"{name}/{path.relative_to(root).as_posix()}\0".encode())
             h.update(path.read_bytes())
             h.update(b"\0")
     return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """The source fingerprint of the ``masf`` and ``ablations`` packages as loaded (a checkout or a wheel)."""
+    import ablations
+    import masf
+
+    return source_fingerprint({p.__name__: Path(p.__file__).resolve().parent for p in (masf, ablations)})
 
 
 def trial_identity(cfg: Config) -> dict[str, str]:

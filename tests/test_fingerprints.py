@@ -8,7 +8,7 @@ import yaml
 
 from masf import leaderboard as lb
 from masf.config import PRESET_DIR, ConfigError, build_config
-from masf.fingerprint import code_fingerprint, config_fingerprint, variant_fingerprint
+from masf.fingerprint import code_fingerprint, config_fingerprint, source_fingerprint, variant_fingerprint
 from masf.method.model import MASF
 from masf.runner import plan
 from masf.teacher import build_teacher
@@ -39,9 +39,20 @@ def test_a_changed_variant_definition_is_another_configuration():
     assert after[0] != before[0] and after[1] != before[1]
 
 
-def test_code_fingerprint_is_of_the_loaded_sources():
+def test_code_fingerprint_sees_every_source_edit(tmp_path):
+    import shutil
+
+    import masf
+
     fp = code_fingerprint()
     assert len(fp) == 16 and int(fp, 16) >= 0 and fp == code_fingerprint()
+    copy = tmp_path / "masf"
+    shutil.copytree(plan.Path(masf.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = source_fingerprint({"masf": copy})
+    assert source_fingerprint({"masf": copy}) == before  # stable
+    with open(copy / "trainer.py", "a") as f:
+        f.write("\n# an uncommitted edit\n")
+    assert source_fingerprint({"masf": copy}) != before
 
 
 def test_a_checkpoint_of_another_configuration_is_refused(synth_root, tiny, tmp_path):
