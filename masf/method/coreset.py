@@ -12,6 +12,8 @@ centres exist.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 
@@ -67,6 +69,19 @@ def greedy_coreset(x: np.ndarray, n_select: int, seed: int = 0) -> np.ndarray:
             assign[idx] = i
         mindist[new] = 0.0
     return selected
+
+
+def coreset_subsample(points: np.ndarray, ratio: float, cap: Optional[int], projection_dim: int, seed: int) -> np.ndarray:
+    """The rows of ``points`` (N, D) a greedy k-center coreset of ceil(ratio * N) (at most ``cap``) keeps,
+    selected on a seeded random projection, in their original order; all rows when that is not fewer."""
+    n = len(points)
+    n_select = int(np.ceil(ratio * n))
+    if cap is not None:
+        n_select = min(n_select, cap)
+    if n_select >= n:
+        return points
+    idx = greedy_coreset(random_projection(points, projection_dim, seed), n_select, seed)
+    return points[np.sort(idx)]
 
 
 def coverage_radius(x: np.ndarray, centers: np.ndarray, chunk: int = 65536) -> float:

@@ -17,18 +17,15 @@ from typing import Iterable, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from masf.config import PaDiMConfig
 from masf.method.patchcore import aggregate
-from masf.method.scores import Scores, gaussian_blur
+from masf.method.scores import Scores, TrainingFree, gaussian_blur
 from masf.teacher import Teacher
 
 
-class PaDiM(nn.Module):
+class PaDiM(TrainingFree):
     """Per-position Gaussians of a random channel subset; ``fit`` on normal images, then ``score``."""
-
-    trains = False
 
     def __init__(self, cfg: PaDiMConfig, teacher: Teacher, seed: int = 0, chunk: int = 256):
         super().__init__()
@@ -41,12 +38,6 @@ class PaDiM(nn.Module):
         self.mean = torch.empty(0)  # (P, d) per grid position
         self.inv_cov = torch.empty(0)  # (P, d, d)
         self.chunk = chunk  # grid positions per step of the covariance fit
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return []
-
-    def fusion_weights(self) -> list[float]:
-        return []
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images (B, 3, H, W) -> (B, d, h, w) on the finest chosen grid."""

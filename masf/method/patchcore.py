@@ -14,18 +14,16 @@ upsampled to the input and blurred (sigma 4).
 
 from __future__ import annotations
 
-import math
 from typing import Iterable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from masf.config import PatchCoreConfig
-from masf.method.coreset import greedy_coreset, random_projection
+from masf.method.coreset import coreset_subsample
 from masf.method.memory_bank import MemoryBank
-from masf.method.scores import Scores, gaussian_blur
+from masf.method.scores import Scores, TrainingFree, gaussian_blur
 from masf.teacher import Teacher
 
 
@@ -52,10 +50,8 @@ def reweight(test: np.ndarray, star: np.ndarray, bank: MemoryBank, neighbours: i
     return float(1.0 - w[0] / w.sum())
 
 
-class PatchCore(nn.Module):
+class PatchCore(TrainingFree):
     """One bank of aggregated middle-layer patches; ``fit`` on normal images, then ``score``."""
-
-    trains = False
 
     def __init__(self, cfg: PatchCoreConfig, teacher: Teacher, seed: int = 0, device: str = "auto"):
         super().__init__()
@@ -63,12 +59,6 @@ class PatchCore(nn.Module):
         self.teacher = teacher
         self.seed = seed
         self.bank = MemoryBank(k=cfg.k, device=device)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return []
-
-    def fusion_weights(self) -> list[float]:
-        return []
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images (B, 3, H, W) -> patch features (B, D, h, w) on the finer layer's grid."""
@@ -83,12 +73,8 @@ class PatchCore(nn.Module):
             parts.append(e.permute(0, 2, 3, 1).reshape(-1, e.shape[1]).cpu().numpy())
         patches = np.concatenate(parts, axis=0)
         n = len(patches)
-        n_select = int(math.ceil(self.cfg.coreset_ratio * n))
-        if self.cfg.coreset_max is not None:
-            n_select = min(n_select, self.cfg.coreset_max)
-        if n_select < n:
-            idx = greedy_coreset(random_projection(patches, self.cfg.projection_dim, self.seed), n_select, self.seed)
-            patches = patches[np.sort(idx)]
+        c = self.cfg
+        patches = coreset_subsample(patches, c.coreset_ratio, c.coreset_max, c.projection_dim, self.seed)
         self.bank.fit(patches)
         return {"bank/patches": n, "bank/prototypes": len(patches)}
 

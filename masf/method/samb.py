@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from masf.method.coreset import greedy_coreset, random_projection
+from masf.method.coreset import coreset_subsample
 from masf.method.fft import no_autocast
 from masf.method.memory_bank import MemoryBank
 
@@ -81,10 +81,7 @@ class SAMB(nn.Module):
         """Fit the bank on the prototypes of all training maps; returns a few build statistics."""
         protos = np.concatenate([self.embed(t).cpu().numpy() for t in teacher_maps], axis=0)
         n_patches = len(protos)
-        n_select = min(int(np.ceil(self.coreset_ratio * n_patches)), self.coreset_max)
-        if n_select < n_patches:
-            idx = greedy_coreset(random_projection(protos, self.projection_dim, self.seed), n_select, self.seed)
-            protos = protos[np.sort(idx)]
+        protos = coreset_subsample(protos, self.coreset_ratio, self.coreset_max, self.projection_dim, self.seed)
         self.bank.fit(protos)
         return {"patches": n_patches, "prototypes": len(protos)}
 

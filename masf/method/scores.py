@@ -1,4 +1,4 @@
-"""What every detector's ``score`` returns, and the Gaussian blur of anomaly maps."""
+"""What every detector's ``score`` returns, the Gaussian blur of anomaly maps, and the base of the baselines."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 @dataclass
@@ -30,3 +31,15 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     x = F.pad(x, (0, 0, pad_h, pad_h), mode="reflect")
     x = F.conv2d(x, k[radius - pad_h : radius + pad_h + 1].view(1, 1, -1, 1))
     return x.squeeze(1)
+
+
+class TrainingFree(nn.Module):
+    """A detector fitted on normal images only (the baselines): nothing to train, no scale weights."""
+
+    trains = False
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def fusion_weights(self) -> list[float]:
+        return []
