@@ -29,10 +29,10 @@ from rich.table import Table  # noqa: E402
 
 from masf.errors import MasfError  # noqa: E402
 from masf.fingerprint import variant_fingerprint  # noqa: E402
+from masf.metrics import SELECTIONS as TRIAL_SELECTIONS  # noqa: E402
 from masf.variants import get_variant, list_variants  # noqa: E402
 
-SELECTIONS = {"last": "last epoch", "best_on_val": "validation-selected",
-              "best_on_test": "test-selected (paper protocol)"}
+SELECTIONS = dict(zip(TRIAL_SELECTIONS, ("last epoch", "validation-selected", "test-selected (paper protocol)")))
 OTHER_DEFINITION = " (other definition)"
 FORMATS = ("table", "md", "csv", "latex")
 METRICS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pro": "PRO", "image_ap": "image AP"}

@@ -31,7 +31,7 @@ from masf.config import Config
 from masf.errors import MasfError, TrainingError
 from masf.fingerprint import trial_identity
 from masf.metrics import METRIC_KEYS as SPLIT_METRICS
-from masf.metrics import SELECTIONS, VAL_THRESHOLD_METRICS, compute_metrics, f1_at, f1_threshold  # noqa: F401
+from masf.metrics import VAL_THRESHOLD_METRICS, compute_metrics, f1_at, f1_threshold
 
 CHECKPOINT = "checkpoint.pt"
 METRIC_KEYS = SPLIT_METRICS + VAL_THRESHOLD_METRICS  # the test metrics each selection reports
