@@ -42,6 +42,10 @@ class DataConfig:
     # seeds the validation split, the pseudo-anomalies and the max_*_images subsets; it is
     # not the training seed, so every seed of a sweep sees the same images
     seed: int = 0
+    # share of the validation normals that calibrate what is calibrated (model.ughf.normalize);
+    # they are kept out of the validation split that selects (best_on_val, thresholds), for every
+    # reading and method alike, so that every trial selects on the same images
+    calibration_share: float = 0.5
 
 
 @dataclass
@@ -71,9 +75,24 @@ class AMFDConfig:
     freq_mask_ratio: float = 0.25
     attn_dim: int = 256  # d = min(C, attn_dim)
     heads: int = 4
-    test_masking: bool = False  # draw masks at test time too, averaged over test_mask_draws
+    test_masking: bool = True  # mask at test time too (test_mask_mode)
+    # random: test_mask_draws seeded draws as in training, cosine maps averaged; complementary:
+    # round(1 / spatial_mask_ratio) masks that hide every patch exactly once, each position
+    # scored from the mask that hid it
+    test_mask_mode: Literal["random", "complementary"] = "complementary"
     test_mask_draws: int = 4
-    spectral_loss_weight: float = 0.5  # weight of MSE(|fft2(S)|, |fft2(T)|)
+    spectral_loss_weight: float = 0.5  # weight of the amplitude term
+    # all: the loss covers every position and coefficient (the spec); masked: the cosine term only
+    # the positions the spatial view hid, the amplitude term only the coefficients the frequency
+    # view removed
+    loss_region: Literal["all", "masked"] = "masked"
+    amplitude_error: Literal["raw", "relative"] = "relative"  # relative: divided by the teacher's squared amplitude
+    attention_mask: bool = True  # keys at spatially hidden positions are left out of SSCA
+    pos_encoding: Literal["none", "sincos"] = "sincos"  # 2-D sine-cosine code added to SSCA's queries and keys
+    norm: Literal["batch", "group"] = "batch"  # the student's normalisation layers
+    # recompute the student's BatchNorm statistics on the training normals in the scoring regime
+    # (test-time masks or none) before each evaluation
+    bn_recalibration: bool = True
 
 
 @dataclass
@@ -94,6 +113,14 @@ class UGHFConfig:
     cos_weight: float = 0.6
     bank_weight: float = 0.4
     blur_sigma: float = 4.0  # Gaussian blur of the fused map, in pixels
+    # parameter: v_l learned by the optimiser (lr: log_var_lr, or train.lr); closed_form: v_l = log of
+    # the running average of L_l, the optimum of exp(-v) L + v
+    log_var_form: Literal["parameter", "closed_form"] = "closed_form"
+    log_var_lr: Optional[float] = None
+    # none: the maps are fused raw; quantile: each scale's cosine and bank map is mapped by
+    # (m - q_lo) / (q_hi - q_lo) with its quantiles on the calibration normals (data.calibration_share)
+    normalize: Literal["none", "quantile"] = "quantile"
+    quantiles: list[float] = field(default_factory=lambda: [0.9, 0.995])
 
 
 @dataclass
@@ -102,6 +129,10 @@ class TTSAConfig:
     views: int = 5
     phase_std: float = 0.1
     seed: int = 1234
+    # hermitian: odd-symmetric phase noise, real views (std as given); literal: the spec's
+    # Re(ifft2(...)) with i.i.d. noise (effective std about phase_std / sqrt 2); see masf/method/ttsa.py
+    noise: Literal["hermitian", "literal"] = "literal"
+    include_clean: bool = False  # the unperturbed image is one of the n views
 
 
 @dataclass
@@ -133,6 +164,9 @@ class PaDiMConfig:
 class ModelConfig:
     # masf: the method; patchcore / padim: the published baselines on the same teacher
     method: Literal["masf", "patchcore", "padim"] = "masf"
+    # how MASF's paper is read where it is ambiguous (masf/readings.py): an overlay of the keys
+    # below, applied before the preset, the variant and --set
+    reading: str = "masked"
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     sdm: SDMConfig = field(default_factory=SDMConfig)
     amfd: AMFDConfig = field(default_factory=AMFDConfig)
@@ -146,6 +180,9 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 15
+    # optimiser steps per epoch (the training normals are cycled, reshuffled on each pass);
+    # None: one pass over them. Budgets training by steps, not by the size of the category
+    steps_per_epoch: Optional[int] = None
     lr: float = 2e-4
     weight_decay: float = 1e-5
     warmup_epochs: int = 5  # linear warm-up, then cosine annealing with warm restarts
@@ -337,24 +374,31 @@ def build_config(
     overrides: Union[dict[str, Any], list[str], None] = None,
     variant: Optional[str] = None,
 ) -> Config:
-    """Defaults <- preset YAML <- variant switches <- overrides.
+    """Defaults <- reading overlay <- preset YAML <- variant switches <- overrides.
 
     ``overrides`` is either a dotted-key dict or a list of ``a.b=c`` strings.
     The variant's switches (see ablations/) go before the user's overrides so
     that a user may still change any number of a variant.
     """
     cfg = Config()
+    if isinstance(overrides, list):
+        overrides = dict(parse_override(o) for o in overrides)
+    overrides = dict(overrides or {})
+    data = read_yaml(preset_path(preset)) if preset else {}
+    # the reading overlays the defaults first, so that the preset, the variant and --set still win
+    from masf.readings import reading_switches
+
+    model_data = data.get("model") if isinstance(data.get("model"), dict) else {}
+    reading = overrides.get("model.reading", model_data.get("reading", cfg.model.reading))
+    cfg.model.reading = _coerce(reading, str, "model.reading")
+    _update(cfg, nest(reading_switches(cfg.model.reading)), "")
     if preset:
         path = preset_path(preset)
-        data = read_yaml(path)
         try:
             _update(cfg, data, "")
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
         cfg.preset = data.get("preset", path.stem)
-    if isinstance(overrides, list):
-        overrides = dict(parse_override(o) for o in overrides)
-    overrides = dict(overrides or {})
     if "variant" in overrides and variant is None:
         variant = overrides.pop("variant")
     if variant is not None:
@@ -387,6 +431,11 @@ def validate(cfg: Config) -> None:
         ("data.batch_size", cfg.data.batch_size >= 1, "must be >= 1"),
         ("data.eval_batch_size", cfg.data.eval_batch_size >= 1, "must be >= 1"),
         ("data.val_fraction", 0.0 <= cfg.data.val_fraction < 1.0, "must be in [0, 1)"),
+        ("data.calibration_share", 0.0 <= cfg.data.calibration_share < 1.0, "must be in [0, 1)"),
+        ("train.steps_per_epoch", cfg.train.steps_per_epoch is None or cfg.train.steps_per_epoch >= 1, "must be >= 1 or null"),
+        ("model.ughf.quantiles", len(cfg.model.ughf.quantiles) == 2 and 0.0 <= cfg.model.ughf.quantiles[0] < cfg.model.ughf.quantiles[1] <= 1.0,
+         "needs two quantiles 0 <= lo < hi <= 1"),
+        ("model.ughf.log_var_lr", cfg.model.ughf.log_var_lr is None or cfg.model.ughf.log_var_lr > 0, "must be > 0 or null"),
         ("model.teacher.out_indices", len(cfg.model.teacher.out_indices) >= 1, "needs at least one index"),
         ("model.sdm.low_ratio", 0.0 < cfg.model.sdm.low_ratio < 1.0, "must be in (0, 1)"),
         ("model.amfd.spatial_mask_ratio", 0.0 <= cfg.model.amfd.spatial_mask_ratio < 1.0, "must be in [0, 1)"),

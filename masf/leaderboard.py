@@ -7,7 +7,9 @@ running or missing trial shows as such and is left out of every mean, never coun
 the test-selected best epoch, labelled "test-selected (paper protocol)".
 A run whose variant was defined otherwise than the registry's entry of that name now (its
 ``variant_fingerprint`` tag differs, or it has none) is shown as its own variant,
-"NAME (other definition)", so old and new definitions never merge.
+"NAME (other definition)", so old and new definitions never merge. A MASF run of another reading
+than the default (its ``reading`` tag, masf/readings.py) is shown as "NAME [reading]" (runs without
+the tag ran the spec reading), and its deltas are taken to the reference of the same reading.
 The display tables carry their numeric frame in ``table.attrs["numbers"]`` (what csv writes)
 and their caption in ``table.attrs["caption"]``.
 """
@@ -30,12 +32,16 @@ from rich.table import Table  # noqa: E402
 from masf.errors import MasfError  # noqa: E402
 from masf.fingerprint import variant_fingerprint  # noqa: E402
 from masf.metrics import SELECTIONS as TRIAL_SELECTIONS  # noqa: E402
+from masf.readings import DEFAULT_READING  # noqa: E402
 from masf.variants import get_variant, list_variants  # noqa: E402
 
 SELECTIONS = dict(zip(TRIAL_SELECTIONS, ("last epoch", "validation-selected", "test-selected (paper protocol)")))
 OTHER_DEFINITION = " (other definition)"
 FORMATS = ("table", "md", "csv", "latex")
 METRICS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pro": "PRO", "image_ap": "image AP"}
+# the student's cosine maps alone (no TTSA, the same fusion over scales), at the last epoch, whatever the selection
+STUDENT_ONLY = ("student_image_auroc", "student_only/image_auroc", "student-only image AUROC")
+STUDENT_NOTE = "student-only image AUROC: the student's cosine maps alone, last epoch, no TTSA (n/a without a student)."
 _TEXT = ("warnings", "notes")  # left-aligned columns
 ALL_SWEEPS = "all"  # --sweep all: merge every sweep of the experiment
 _STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running", "SCHEDULED": "running"}
@@ -44,6 +50,22 @@ _INFO = ["preset", "backbone", "weights_source", "device"]  # tags kept per tria
 _BASE = ["sweep", "trial_key", "category", "variant", "seed", "status", "error", "run_id", "start_time", *_INFO]
 
 Trial = tuple[str, str, int]  # (category, variant, seed)
+
+
+def reading_suffix(reading: str) -> str:
+    """' [reading]' for a reading other than the default, else ''."""
+    return f" [{reading}]" if reading and reading != DEFAULT_READING else ""
+
+
+def base_variant(label: str) -> str:
+    """'no_ttsa [spec] (other definition)' -> 'no_ttsa': the registry name of a table label."""
+    return label.removesuffix(OTHER_DEFINITION).split(" [", 1)[0]
+
+
+def label_suffix(label: str) -> str:
+    """The ' [reading]' part of a table label, or ''."""
+    rest = label.removesuffix(OTHER_DEFINITION)
+    return rest[rest.index(" ["):] if " [" in rest else ""
 
 
 class LeaderboardError(MasfError):
@@ -96,7 +118,10 @@ def _row(run: Mapping[str, Any]) -> dict[str, Any]:
     if status == "finished" and "last/image_auroc" not in run:
         status = "no result"
     variant = run.get("tag:variant", parts[1])
-    if run.get("tag:variant_fingerprint") != variant_fingerprint(variant):
+    fingerprint_ok = run.get("tag:variant_fingerprint") == variant_fingerprint(variant)
+    if run.get("tag:method", "masf") == "masf":  # a run without the tag ran the spec reading
+        variant += reading_suffix(str(run.get("tag:reading") or "spec"))
+    if not fingerprint_ok:
         variant += OTHER_DEFINITION  # never merged with the registry's current definition of the name
     row = {
         "sweep": run.get("tag:masf.sweep", ""), "trial_key": key, "category": run.get("tag:category", parts[0]),
@@ -127,13 +152,13 @@ def runs_frame(runs: Sequence[Mapping[str, Any]], sweep: Optional[str] = None, e
     plan: set[Trial] = set(map(tuple, expected or []))
     if expected is None:
         for _, g in df.groupby("sweep"):
-            plan |= set(itertools.product(g.category.unique(), g.variant.str.removesuffix(OTHER_DEFINITION).unique(), g.seed.unique()))
-    seen = set(zip(df.category, df.variant.str.removesuffix(OTHER_DEFINITION), df.seed))
+            plan |= set(itertools.product(g.category.unique(), g.variant.map(base_variant).unique(), g.seed.unique()))
+    seen = set(zip(df.category, df.variant.map(base_variant), df.seed))
     missing = [{"sweep": chosen[0] if len(chosen) == 1 else "", "trial_key": f"{c}/{v}/seed{s}", "category": c, "variant": v,
                 "seed": int(s), "status": "missing", "error": "", "run_id": "", "start_time": 0, **dict.fromkeys(_INFO, "")} for c, v, s in sorted(plan - seen)]
     df = pd.concat([df, pd.DataFrame(missing, columns=_BASE)], ignore_index=True) if missing else df
     rank = {v: i for i, v in enumerate(list_variants())}
-    df = df.assign(_v=df.variant.map(lambda v: rank.get(v, len(rank)))).sort_values(["category", "_v", "variant", "seed"])
+    df = df.assign(_v=df.variant.map(lambda v: rank.get(base_variant(v), len(rank)))).sort_values(["category", "_v", "variant", "seed"])
     metrics = sorted([c for c in df.columns if c not in _BASE and c != "_v"], key=lambda c: (not c.startswith("last/"), not c.startswith("best_on_val/"),
                                                                                              not c.startswith("best_on_test/"), c))
     df = df[_BASE + metrics].reset_index(drop=True)
@@ -190,6 +215,10 @@ def category_numbers(df: pd.DataFrame, variant: str = "full", selection: str = "
             vals = ok[f"{selection}/{m}"].dropna() * 100.0 if f"{selection}/{m}" in ok else pd.Series(dtype=float)
             row[f"{m}_mean"] = vals.mean() if len(vals) else math.nan
             row[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
+        name, key, _ = STUDENT_ONLY
+        vals = ok[key].dropna() * 100.0 if key in ok else pd.Series(dtype=float)
+        row[f"{name}_mean"] = vals.mean() if len(vals) else math.nan
+        row[f"{name}_std"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
         skipped, total = (float(ok[k].sum()) if k in ok else 0.0 for k in ("skipped_batches", "total_batches"))
         row.update(seeds_finished=len(ok), seeds_planned=len(g), skipped_batches=skipped, total_batches=total,
                    status="ok" if len(ok) == len(g) else ("partial" if len(ok) else _worst(g.status)),
@@ -197,14 +226,14 @@ def category_numbers(df: pd.DataFrame, variant: str = "full", selection: str = "
         rows[cat] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     done = out[out.seeds_finished > 0]
-    mean = {f"{m}_mean": done[f"{m}_mean"].mean() for m in METRICS}
+    mean = {f"{m}_mean": done[f"{m}_mean"].mean() for m in [*METRICS, STUDENT_ONLY[0]]}
     excluded = [c for c in out.index if c not in done.index]
     mean.update(seeds_finished=int(out.seeds_finished.sum()), seeds_planned=int(out.seeds_planned.sum()),
                 skipped_batches=out.skipped_batches.sum(), total_batches=out.total_batches.sum(), status="mean",
                 warnings=f"mean over {len(done)} of {len(out)} categories" + (f" (excluded: {', '.join(excluded)})" if excluded else ""))
     out.loc["mean"] = pd.Series(mean)
     out.index.name = "category"
-    return out[[f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + ["seeds_finished", "seeds_planned", "skipped_batches", "total_batches", "status", "warnings"]]
+    return out[[f"{m}_{s}" for m in [*METRICS, STUDENT_ONLY[0]] for s in ("mean", "std")] + ["seeds_finished", "seeds_planned", "skipped_batches", "total_batches", "status", "warnings"]]
 
 
 def ablation_numbers(df: pd.DataFrame, selection: str = "last", reference: str = "full") -> pd.DataFrame:
@@ -213,25 +242,28 @@ def ablation_numbers(df: pd.DataFrame, selection: str = "last", reference: str =
     Δ is paired: the mean over the categories both the variant and the reference have.
     """
     per = {v: category_numbers(df, v, selection).drop(index="mean") for v in variants_in(df)}
-    ref = per.get(reference)
-    ref_cats = set(ref.index[ref.seeds_finished > 0]) if ref is not None else set()
     rows = {}
     for v, cn in per.items():
+        ref_name = reference + label_suffix(v)  # the reference of the same reading
+        ref = per.get(ref_name)
+        ref_cats = set(ref.index[ref.seeds_finished > 0]) if ref is not None else set()
         have = cn[cn.seeds_finished > 0]
         row: dict[str, Any] = {}
         shared = sorted(set(have.index) & ref_cats)
         for m in METRICS:
             row[m] = have[f"{m}_mean"].mean() if len(have) else math.nan
             row[f"delta_{m}"] = (have.loc[shared, f"{m}_mean"] - ref.loc[shared, f"{m}_mean"]).mean() if shared else math.nan
+        student = have[f"{STUDENT_ONLY[0]}_mean"].dropna()
+        row[STUDENT_ONLY[0]] = student.mean() if len(student) else math.nan
         notes = []
-        baseline = v in list_variants() and get_variant(v).baseline
+        baseline = base_variant(v) in list_variants() and get_variant(base_variant(v)).baseline
         if baseline:
             notes.append("baseline, not a MASF ablation")
         lacks = sorted(ref_cats - set(have.index))
-        if v != reference and lacks:
-            notes.append(f"lacks {', '.join(lacks)} ({reference} has {'it' if len(lacks) == 1 else 'them'}); Δ over {len(shared)} shared categor{'y' if len(shared) == 1 else 'ies'}")
+        if v != ref_name and lacks:
+            notes.append(f"lacks {', '.join(lacks)} ({ref_name} has {'it' if len(lacks) == 1 else 'them'}); Δ over {len(shared)} shared categor{'y' if len(shared) == 1 else 'ies'}")
         if ref is None:
-            notes.append(f"no '{reference}' trials: no Δ")
+            notes.append(f"no '{ref_name}' trials: no Δ")
         bad = [c for c in cn.index if 0 < cn.loc[c, "seeds_finished"] < cn.loc[c, "seeds_planned"]]
         if bad:
             notes.append(f"incomplete seeds in {', '.join(bad)}")
@@ -239,7 +271,7 @@ def ablation_numbers(df: pd.DataFrame, selection: str = "last", reference: str =
         rows[v] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "variant"
-    return out[list(METRICS) + [f"delta_{m}" for m in METRICS] + ["categories", "categories_planned", "baseline", "notes"]]
+    return out[list(METRICS) + [f"delta_{m}" for m in METRICS] + [STUDENT_ONLY[0], "categories", "categories_planned", "baseline", "notes"]]
 
 
 # ---------------------------------------------------------------- display tables
@@ -275,13 +307,15 @@ def category_table(df: pd.DataFrame, variant: str = "full", selection: str = "la
         status = r.status if r.status not in ("ok", "partial", "mean") else ""
         cells = {label: (status or "n/a") if math.isnan(r[f"{m}_mean"]) else _pct(r[f"{m}_mean"], r[f"{m}_std"])
                  for m, label in METRICS.items()}
+        student = r[f"{STUDENT_ONLY[0]}_mean"]
+        cells[STUDENT_ONLY[2]] = (status or "n/a") if math.isnan(student) else _pct(student, r[f"{STUDENT_ONLY[0]}_std"])
         rows[cat] = {**cells, "seeds": f"{int(r.seeds_finished)}/{int(r.seeds_planned)}", "warnings": r.warnings}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "category"
     table.attrs.update(numbers=nums, caption=_caption(df[df.variant == variant], selection,
                        "mean ± sample std over finished seeds (one seed: the mean alone); seeds = finished/planned; "
                        "failed, running and missing trials are left out of the means, never counted as 0; "
-                       "the mean row averages the per-category means."))
+                       "the mean row averages the per-category means; " + STUDENT_NOTE))
     return table
 
 
@@ -294,13 +328,15 @@ def ablation_table(df: pd.DataFrame, selection: str = "last", reference: str = "
         for m, label in METRICS.items():
             row[label] = "n/a" if math.isnan(r[m]) else f"{r[m]:.2f}"
             row[f"Δ {label}"] = "—" if v == reference else ("n/a" if math.isnan(r[f"delta_{m}"]) else f"{r[f'delta_{m}']:+.2f}")
+        row[STUDENT_ONLY[2]] = "n/a" if math.isnan(r[STUDENT_ONLY[0]]) else f"{r[STUDENT_ONLY[0]]:.2f}"
         row.update(categories=f"{int(r.categories)}/{int(r.categories_planned)}", notes=r.notes)
         rows[f"{v} (baseline)" if r.baseline else v] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "variant"
     table.attrs.update(numbers=nums, caption=_caption(df, selection,
                        f"per variant: mean over seeds per category, then over categories; Δ = change vs {reference} in "
-                       "percentage points over the categories both have; failed and missing trials left out."))
+                       "percentage points over the categories both have (a variant of another reading: vs the reference of that reading); "
+                       "failed and missing trials left out; " + STUDENT_NOTE))
     return table
 
 

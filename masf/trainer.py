@@ -65,6 +65,10 @@ class TrainOutcome:
     val_last: dict[str, float] = field(default_factory=dict)  # validation metrics of the final epoch
     skipped_steps: int = 0  # optimiser steps skipped for a non-finite gradient (finite loss)
     resumed_code: Optional[str] = None  # code fingerprint of a checkpoint resumed across a code change
+    # the final epoch's student maps alone (no TTSA): test metrics, and validation metrics (val/ keys)
+    student_only: dict[str, float] = field(default_factory=dict)
+    optimizer_steps: int = 0  # steps the optimiser took (batches less skipped batches and skipped steps)
+    calibration_shared: bool = False  # the selecting validation normals also calibrated (too few to split)
 
 
 class CheckpointMismatch(MasfError):
@@ -124,6 +128,7 @@ class Trainer:
         on_epoch: Optional[EpochCallback] = None,
         on_batch: Optional[Callable[[int, int], None]] = None,
         val_set: Optional[Dataset] = None,
+        calibration_set: Optional[Dataset] = None,
     ):
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
@@ -144,11 +149,27 @@ class Trainer:
             DataLoader(val_set, batch_size=cfg.data.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
             if val_set is not None and len(val_set) else None
         )
+        if calibration_set is None:  # a validation split carries its calibration normals
+            calibration_set = getattr(val_set, "calibration", None)
+        self.calibration_shared = False  # calibrating on the normals that also select
+        if getattr(model, "calibrates", False) and not (calibration_set is not None and len(calibration_set)):
+            normals = getattr(val_set, "normals", None)
+            if normals is None or not len(normals):
+                raise MasfError("model.ughf.normalize=quantile calibrates on held-out normals, and this trial has none: "
+                                "set data.val_fraction and data.calibration_share above 0, or model.ughf.normalize=none")
+            warnings.warn(f"{len(normals)} held-out normal(s) are too few to keep calibration apart from selection "
+                          "(data.calibration_share): the validation normals that select also calibrate", stacklevel=2)
+            calibration_set, self.calibration_shared = normals, True
+        self.calibration_loader = (
+            DataLoader(calibration_set, batch_size=cfg.data.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
+            if calibration_set is not None and len(calibration_set) else None
+        )
         self.identity = trial_identity(cfg)
         self.resumed_code: Optional[str] = None
-        self.steps_per_epoch = max(1, len(self.train_loader))
+        self.steps_per_epoch = cfg.train.steps_per_epoch or max(1, len(self.train_loader))
         params = model.trainable_parameters()
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay) if params else None
+        groups = model.param_groups(cfg.train.lr) if hasattr(model, "param_groups") else [{"params": params}]
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay) if params else None
         self.scheduler = (
             torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, self.steps_per_epoch, cfg))
             if self.optimizer
@@ -234,11 +255,27 @@ class Trainer:
 
     # ------------------------------------------------------------ steps
 
+    def _epoch_batches(self) -> Any:
+        """One epoch's training batches: a pass over the loader, or ``train.steps_per_epoch`` of them,
+        cycling the loader (reshuffled on each pass)."""
+        n = self.cfg.train.steps_per_epoch
+        if n is None:
+            yield from self.train_loader
+            return
+        given = 0
+        while given < n:
+            for batch in self.train_loader:
+                yield batch
+                given += 1
+                if given == n:
+                    return
+
     def train_epoch(self) -> dict[str, Any]:
         self.model.train()
         losses, per_scale, skipped, skipped_steps, batches = [], [], 0, 0, 0
+        terms: list[dict[str, float]] = []
         params = self.model.trainable_parameters()
-        for batch in self.train_loader:
+        for batch in self._epoch_batches():
             step = self.epoch * self.steps_per_epoch + batches
             batches += 1
             x = batch["image"].to(self.device, non_blocking=True)
@@ -267,6 +304,7 @@ class Trainer:
             self._schedule_step()
             losses.append(float(loss.detach()))
             per_scale.append([float(p.detach()) for p in parts])
+            terms.append(dict(getattr(self.model, "loss_terms", {}) or {}))
             if self.on_batch:
                 self.on_batch(batches, self.steps_per_epoch)
         record: dict[str, Any] = {
@@ -279,6 +317,8 @@ class Trainer:
         if per_scale:
             for i, v in enumerate(np.mean(per_scale, axis=0)):
                 record[f"loss/scale{i}"] = float(v)
+        for key in terms[0] if terms else []:  # the cosine and amplitude terms of each scale
+            record[f"loss/{key}"] = float(np.mean([t[key] for t in terms]))
         for i, w in enumerate(self.model.fusion_weights()):
             record[f"fusion_weight/scale{i}"] = w
         return record
@@ -306,15 +346,27 @@ class Trainer:
         self.bank_built = True
 
     @torch.no_grad()
-    def evaluate(self, ttsa: Optional[bool] = None, loader: Optional[DataLoader] = None) -> Evaluation:
-        """Score one split (default: test) and compute its metrics."""
+    def prepare_scoring(self) -> dict[str, float]:
+        """What the detector sets up before it scores (MASF: BatchNorm recalibration, quantile calibration)."""
+        prepare = getattr(self.model, "prepare_scoring", None)
+        if prepare is None:
+            return {}
+        images = lambda loader: (b["image"].to(self.device) for b in loader)  # noqa: E731
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            return prepare(lambda: images(self.bank_loader),
+                           lambda: images(self.calibration_loader) if self.calibration_loader is not None else iter(()))
+
+    @torch.no_grad()
+    def evaluate(self, ttsa: Optional[bool] = None, loader: Optional[DataLoader] = None, student_only: bool = False) -> Evaluation:
+        """Score one split (default: test) and compute its metrics; ``student_only``: the student's maps alone."""
         self.model.eval()
         scores, labels, maps, masks = [], [], [], []
         start = time.perf_counter()
+        kwargs = {"student_only": True, "ttsa": False} if student_only else {"ttsa": ttsa}
         for batch in loader or self.test_loader:
             x = batch["image"].to(self.device)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                out = self.model.score(x, ttsa=ttsa)
+                out = self.model.score(x, **kwargs)
             scores.append(out.image_score.float().cpu().numpy())
             maps.append(out.anomaly_map.float().cpu().numpy())
             labels.append(np.asarray(batch["label"]))
@@ -325,10 +377,18 @@ class Trainer:
         return Evaluation(metrics, s, y, m, g, seconds)
 
     def evaluate_splits(self) -> tuple[Evaluation, dict[str, float]]:
-        """The test evaluation and one flat record: test metrics, ``val/`` metrics, both composites."""
+        """The test evaluation and one flat record: test metrics, ``val/`` metrics, both composites, and with
+        a student its maps alone under ``student_only/`` (no TTSA, the same fusion over scales)."""
         weights = self.cfg.eval.composite_weights
+        record: dict[str, float] = self.prepare_scoring()
         test = self.evaluate()
-        record: dict[str, float] = dict(test.metrics)
+        record.update(test.metrics)
+        if getattr(self.model, "has_student", False):
+            alone = self.evaluate(student_only=True)
+            record.update({f"student_only/{k}": v for k, v in alone.metrics.items()})
+            if self.val_loader is not None:
+                alone = self.evaluate(loader=self.val_loader, student_only=True)
+                record.update({f"val/student_only/{k}": v for k, v in alone.metrics.items()})
         record["composite"] = composite(test.metrics, weights)
         record["eval_seconds"] = test.seconds
         if self.val_loader is None:
@@ -400,4 +460,7 @@ class Trainer:
             val_last={k: final_record[f"val/{k}"] for k in SPLIT_METRICS} if by_val else {},
             skipped_steps=skipped_steps,
             resumed_code=self.resumed_code,
+            student_only={k: float(v) for k, v in final_record.items() if k.startswith(("student_only/", "val/student_only/"))},
+            optimizer_steps=total - skipped - skipped_steps if self.model.trains else 0,
+            calibration_shared=self.calibration_shared,
         )

@@ -9,8 +9,10 @@ configuration in out_dir stops the trial instead of being reused.
 
 Data: train/good is split (``data.val_fraction``, seeded by ``data.seed``) into
 training normals, the only images anything is fitted on, and validation
-normals, which with one pseudo-anomaly each (masf.data.pseudo) form the
-validation split that ``best_on_val`` and the validation thresholds use.
+normals. A seeded share of those (``data.calibration_share``) calibrates what
+scoring calibrates (per-scale quantiles); the rest, with one pseudo-anomaly each
+(masf.data.pseudo), form the validation split that ``best_on_val`` and the
+validation thresholds use.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ import torch
 
 import masf
 from masf.config import Config, TeacherConfig
-from masf.data.mvtec import MVTecDataset, denormalize, list_samples, split_normals
+from masf.data.mvtec import MVTecDataset, denormalize, list_samples, split_calibration, split_normals
 from masf.data.pseudo import ValidationSet
 from masf.data.validate import validate_or_raise
 from masf.errors import DataError, MasfError
 from masf.figures import heatmap_grid, roc_figure, score_histogram, training_curves
 from masf.fingerprint import trial_identity, variant_fingerprint
 from masf.method.model import build_detector
+from masf.readings import reading_of
 from masf.teacher import Teacher, build_teacher
 from masf.trainer import CHECKPOINT, METRIC_KEYS, SPLIT_METRICS, EpochCallback, Trainer
 
@@ -107,7 +110,10 @@ def build_datasets(
     n_normals = len(list_samples(root, d.category, "train"))
     train_idx, val_idx = split_normals(n_normals, d.val_fraction, d.seed, where=f"{Path(root) / d.category}/train/good")
     train = MVTecDataset(root, d.category, "train", max_images=d.max_train_images, indices=train_idx, **common)
-    val = ValidationSet(MVTecDataset(root, d.category, "train", indices=val_idx, **common), seed=d.seed) if val_idx else None
+    select_idx, calib_idx = split_calibration(val_idx, d.calibration_share, d.seed)
+    calibration = MVTecDataset(root, d.category, "train", indices=calib_idx, **common) if calib_idx else None
+    val = (ValidationSet(MVTecDataset(root, d.category, "train", indices=select_idx, **common), seed=d.seed, calibration=calibration)
+           if select_idx else None)
     test = MVTecDataset(root, d.category, "test", max_images=d.max_test_images, **common)
     return train, val, test
 
@@ -150,6 +156,7 @@ def result_row(cfg: Config, outcome: Any, extra: dict[str, Any]) -> dict[str, An
         "batch_size": cfg.data.batch_size,
         "data_seed": cfg.data.seed,
         "val_fraction": cfg.data.val_fraction,
+        "reading": reading_of(cfg.flat()) if cfg.model.method == "masf" else None,
         "config_fingerprint": identity["config"],
         "code_fingerprint": identity["code"],
         "variant_fingerprint": variant_fingerprint(cfg.variant),
@@ -164,10 +171,13 @@ def result_row(cfg: Config, outcome: Any, extra: dict[str, Any]) -> dict[str, An
         skipped_batches=outcome.skipped_batches,
         skipped_steps=outcome.skipped_steps,
         total_batches=outcome.total_batches,
+        optimizer_steps=outcome.optimizer_steps,
+        calibration_shared_with_selection=outcome.calibration_shared,
         train_seconds=round(outcome.train_seconds, 3),
         eval_seconds=round(outcome.final.seconds, 3),
         test_images=int(len(outcome.final.labels)),
     )
+    row.update(outcome.student_only)
     if outcome.resumed_code:
         row["resumed_from_code"] = outcome.resumed_code
     row.update(outcome.bank_stats)
@@ -198,7 +208,8 @@ def run_trial(
     train_set, val_set, test_set = build_datasets(cfg, teacher.mean, teacher.std)
     torch.manual_seed(cfg.train.seed)  # model init does not depend on what ran before
     model = build_detector(cfg.model, teacher, seed=cfg.train.seed)
-    trainer = Trainer(cfg, model, train_set, test_set, out_dir, on_epoch=on_epoch, on_batch=on_batch, val_set=val_set)
+    trainer = Trainer(cfg, model, train_set, test_set, out_dir, on_epoch=on_epoch, on_batch=on_batch, val_set=val_set,
+                      calibration_set=val_set.calibration if val_set is not None else None)
     if resume and (out_dir / CHECKPOINT).exists():
         trainer.load_checkpoint(out_dir / CHECKPOINT)  # refuses another configuration's checkpoint
     cfg.save(out_dir / "config.yaml")
@@ -218,6 +229,7 @@ def run_trial(
         "masf_version": masf.__version__,
         "train_images": len(train_set),
         "val_images": len(val_set) if val_set is not None else 0,
+        "calibration_images": len(val_set.calibration) if val_set is not None and val_set.calibration is not None else 0,
         "torch_version": torch.__version__,
     }
     (out_dir / "history.json").write_text(json.dumps(outcome.history, indent=1))

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from masf import leaderboard as lb
 from masf.cli.main import app
 from masf.fingerprint import variant_fingerprint
+from masf.readings import DEFAULT_READING
 
 # image AUROC of each finished trial (seed 0, seed 1); "F" = failed, None = never started
 PLAN = {
@@ -29,12 +30,15 @@ BEST_GAIN = 0.01  # best_on_test = last + 0.01
 def make_run(category: str, variant: str, seed: int, auroc, t: int, sweep: str = "sw-1") -> dict:
     run = {"run_id": f"{category}-{variant}-{seed}-{t}", "start_time": t, "tag:masf.sweep": sweep,
            "tag:masf.trial_key": f"{category}/{variant}/seed{seed}", "tag:category": category, "tag:variant": variant,
-           "tag:seed": str(seed), "tag:preset": "smoke", "tag:variant_fingerprint": variant_fingerprint(variant)}
+           "tag:seed": str(seed), "tag:preset": "smoke", "tag:variant_fingerprint": variant_fingerprint(variant),
+           "tag:method": "patchcore" if variant == "patchcore" else "masf", "tag:reading": DEFAULT_READING}
     if auroc == "F":
         return {**run, "status": "FAILED", "tag:masf.error": "CUDA out of memory\nTraceback (most recent call last): ..."}
     run["status"] = "FINISHED"
     for selection, gain in (("last", 0.0), ("best_on_test", BEST_GAIN)):
         run.update({f"{selection}/{m}": auroc + off + gain for m, off in OFFSETS.items()})
+    if variant != "patchcore":
+        run["student_only/image_auroc"] = auroc - 0.2  # the student's maps alone
     skipped = 12.0 if (category, variant, seed) == ("carpet", "full", 0) else 0.0
     return {**run, "skipped_batches": skipped, "total_batches": 0.0 if variant == "patchcore" else 40.0, "best_epoch": 3.0}
 
@@ -175,8 +179,8 @@ def test_formats(df):
     md = lb.format_table(table, "md", "Full")
     lines = md.splitlines()
     assert lines[0] == "### Full" and lines[2].startswith("_Selection: last epoch (headline).")
-    assert lines[4] == "| category | image AUROC | pixel AUROC | PRO | image AP | seeds | warnings |"
-    assert "| bottle | 98.00 ± 1.41 | 96.00 ± 1.41 | 88.00 ± 1.41 | 97.00 ± 1.41 | 2/2 |  |" in lines
+    assert lines[4] == "| category | image AUROC | pixel AUROC | PRO | image AP | student-only image AUROC | seeds | warnings |"
+    assert "| bottle | 98.00 ± 1.41 | 96.00 ± 1.41 | 88.00 ± 1.41 | 97.00 ± 1.41 | 78.00 ± 1.41 | 2/2 |  |" in lines
     back = pd.read_csv(io.StringIO(lb.format_table(table, "csv", "Full")), index_col=0)
     pd.testing.assert_frame_equal(back[[c for c in back if c.endswith(("_mean", "_std"))]],
                                   table.attrs["numbers"][[c for c in back if c.endswith(("_mean", "_std"))]].astype(float),
@@ -188,7 +192,7 @@ def test_formats(df):
     assert r"\toprule" in latex and r"\midrule" in latex and r"\bottomrule" in latex
     assert r"no\_sdm &" in latex and r"my\_sweep" in latex and "values in \\%" in latex
     assert "no_sdm" not in latex.replace(r"no\_sdm", "")
-    assert r"\begin{tabular}{lrrrrrrrrrl}" in latex
+    assert r"\begin{tabular}{lrrrrrrrrrrl}" in latex
     assert isinstance(lb.format_table(table, "table", "Full"), Table)
     with pytest.raises(lb.LeaderboardError, match=r"^--format: expected one of table, md, csv, latex, got 'html'$"):
         lb.format_table(table, "html", "Full")
@@ -217,7 +221,7 @@ def test_cli_rejects_bad_options_in_one_line(tmp_path: Path):
 def _log_trial(tracker, category: str, variant: str, auroc: float, fail: bool, t0: float) -> None:
     key = f"{category}/{variant}/seed0"
     tags = {"category": category, "variant": variant, "seed": "0", "preset": "smoke", "backbone": "resnet18", "weights_source": "none",
-            "variant_fingerprint": variant_fingerprint(variant)}
+            "variant_fingerprint": variant_fingerprint(variant), "method": "masf", "reading": DEFAULT_READING}
     tracker.submit({"kind": "trial_start", "trial": key, "tags": tags, "params": {"train.seed": 0}, "time": t0})
     for epoch in (1, 2):
         tracker.submit({"kind": "epoch", "trial": key, "step": epoch, "time": t0 + epoch, "tags": {"device": "cpu"},
@@ -228,7 +232,7 @@ def _log_trial(tracker, category: str, variant: str, auroc: float, fail: bool, t
     final = {**{f"last/{m}": auroc + off for m, off in OFFSETS.items()},
              **{f"best_on_test/{m}": auroc + off + BEST_GAIN for m, off in OFFSETS.items()},
              **{f"best_on_val/{m}": auroc + off + BEST_GAIN / 2 for m, off in OFFSETS.items()},
-             "best_epoch": 2, "skipped_batches_total": 3, "total_batches": 10}
+             "student_only/image_auroc": auroc - 0.3, "best_epoch": 2, "skipped_batches_total": 3, "total_batches": 10}
     tracker.submit({"kind": "trial_end", "trial": key, "step": 2, "metrics": final, "tags": tags, "time": t0 + 4})
 
 
@@ -248,21 +252,21 @@ def test_end_to_end_mlflow_store(tmp_path: Path):
     assert result.exit_code == 0, result.output
     out = result.output
     assert "### full: per-category results, last epoch" in out and "### Ablation: variants averaged over categories, last epoch" in out
-    assert "| bottle | 98.00 | 96.00 | 88.00 | 97.00 | 1/1 | skipped 3/10 batches (non-finite loss) |" in out
-    assert "| mean | 94.00 | 92.00 | 84.00 | 93.00 | 2/2 | mean over 2 of 2 categories |" in out
-    assert "| no_sdm | 94.00 | -4.00 | 92.00 | -4.00 | 84.00 | -4.00 | 93.00 | -4.00 | 1/2 |" in out  # Δ over bottle only
+    assert "| bottle | 98.00 | 96.00 | 88.00 | 97.00 | 68.00 | 1/1 | skipped 3/10 batches (non-finite loss) |" in out
+    assert "| mean | 94.00 | 92.00 | 84.00 | 93.00 | 64.00 | 2/2 | mean over 2 of 2 categories |" in out
+    assert "| no_sdm | 94.00 | -4.00 | 92.00 | -4.00 | 84.00 | -4.00 | 93.00 | -4.00 | 64.00 | 1/2 |" in out  # Δ over bottle only
     assert "sweep smoke-e2e" in out
 
     result = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", uri, "-e", "X", "--format", "md", "--variant", "no_sdm",
                                       "--selection", "best_on_test", "--figure", str(tmp_path / "bars.png")])
     assert result.exit_code == 0, result.output
-    assert "| carpet | failed | failed | failed | failed | 0/1 | seed 0 failed: RuntimeError: boom |" in result.output
-    assert "| bottle | 95.00 | 93.00 | 85.00 | 94.00 | 1/1 |" in result.output and "test-selected (paper protocol)" in result.output
+    assert "| carpet | failed | failed | failed | failed | failed | 0/1 | seed 0 failed: RuntimeError: boom |" in result.output
+    assert "| bottle | 95.00 | 93.00 | 85.00 | 94.00 | 64.00 | 1/1 |" in result.output and "test-selected (paper protocol)" in result.output
     assert (tmp_path / "bars.png").read_bytes()[:4] == b"\x89PNG"
 
     result = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", uri, "-e", "X", "--format", "md", "--selection", "best_on_val"])
     assert result.exit_code == 0, result.output
-    assert "| bottle | 98.50 | 96.50 | 88.50 | 97.50 | 1/1 |" in result.output and "validation-selected" in result.output
+    assert "| bottle | 98.50 | 96.50 | 88.50 | 97.50 | 68.00 | 1/1 |" in result.output and "validation-selected" in result.output
 
     result = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", uri, "--experiment", "Y"])
     assert result.exit_code == 1 and str(result.exception) == f"no MLflow experiment 'Y' in {uri}"
@@ -275,3 +279,17 @@ def test_end_to_end_mlflow_store(tmp_path: Path):
     assert trials.loc["bottle/full/seed0", "last/image_auroc"] == pytest.approx(0.98)
     assert trials.loc["bottle/full/seed0", "skipped_batches"] == 3  # the final total, not the last epoch's count
     assert trials.loc["carpet/no_sdm/seed0", "status"] == "failed" and math.isnan(trials.loc["carpet/no_sdm/seed0", "last/image_auroc"])
+
+
+def test_runs_of_another_reading_are_their_own_rows_and_compare_within_their_reading():
+    runs = [make_run(c, v, s, a, 1) for (c, v), (a, b) in PLAN.items() for s, x in ((0, a), (1, b)) if x not in (None, "F")
+            and isinstance(x, float) and (c, v) != ("wood", "full")]
+    spec = [{**make_run("bottle", v, 0, 0.5 if v == "full" else 0.6, 2), "tag:reading": "spec"} for v in ("full", "no_sdm")]
+    untagged = {k: v for k, v in make_run("carpet", "full", 0, 0.7, 3).items() if k != "tag:reading"}  # older runs
+    df = lb.runs_frame(runs + spec + [untagged])
+    assert {"full [spec]", "no_sdm [spec]", "full", "no_sdm", "patchcore"} <= set(df.variant)
+    assert df.set_index("trial_key").loc["carpet/full/seed0"].variant.tolist().count("full [spec]") == 1  # untagged: spec
+    nums = lb.ablation_numbers(df)
+    # the spec-reading no_sdm is compared with the spec-reading full: 60 - 50 = +10 points on bottle
+    assert abs(nums.loc["no_sdm [spec]", "delta_image_auroc"] - 10.0) < 1e-6
+    assert "patchcore [spec]" not in set(df.variant)  # a baseline has no reading

@@ -183,6 +183,7 @@ def test_scoring_end_to_end_on_random_teacher():
     assert all(p.grad is not None for p in m.trainable_parameters())
     assert all(p.grad is None for p in m.teacher.parameters())  # frozen
     m.build_banks([torch.randn(2, 3, 32, 32)])
+    m.calibrate([torch.randn(2, 3, 32, 32)])  # the default reading's quantile normalisation
     out = m.eval().score(x)
     assert out.anomaly_map.shape == (2, 32, 32) and out.image_score.shape == (2,)
     assert torch.allclose(out.image_score, out.anomaly_map.flatten(1).amax(1))
@@ -196,6 +197,7 @@ def test_test_time_masks_are_seeded_per_image_not_per_batch(ttsa):
     m = _model("full")
     m.cfg.amfd.test_masking, m.cfg.amfd.test_mask_draws = True, 2
     m.build_banks([torch.randn(2, 3, 32, 32)])
+    m.calibrate([torch.randn(2, 3, 32, 32)])
     m.eval()
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     whole = m.score(x, ttsa=ttsa)

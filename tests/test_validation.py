@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from masf.config import ConfigError, build_config
-from masf.data.mvtec import MVTecDataset, split_normals
+from masf.data.mvtec import MVTecDataset, split_calibration, split_normals
 from masf.data.pseudo import PSEUDO_KINDS, ValidationSet, changed, pseudo_anomaly
 from masf.data.synth import MASK_THRESHOLD
 from masf.errors import DataError
@@ -21,7 +21,10 @@ from masf.trial import build_datasets
 
 
 def _paths(ds) -> list[str]:
-    return [str(s.image_path) for s in (ds.normals.samples if isinstance(ds, ValidationSet) else ds.samples)]
+    """A split's image paths; a validation split's with its calibration normals."""
+    if isinstance(ds, ValidationSet):
+        return sorted(str(s.image_path) for s in ds.normals.samples + (ds.calibration.samples if ds.calibration else []))
+    return [str(s.image_path) for s in ds.samples]
 
 
 def test_split_is_disjoint_complete_and_independent_of_the_training_seed(synth_root, tiny):
@@ -33,6 +36,11 @@ def test_split_is_disjoint_complete_and_independent_of_the_training_seed(synth_r
     (train, val), again = splits[0], splits[1]
     assert again == (train, val)  # the training seed does not move the split
     assert len(val) == 2 and len(train) == 6 and not set(train) & set(val)
+    cfg = build_config(None, {**tiny(synth_root), "data.val_fraction": 0.25})
+    held = build_datasets(cfg, (0.5,) * 3, (0.2,) * 3)[1]
+    # half the validation normals calibrate, the other half select; disjoint
+    assert len(held.normals) == 1 and len(held.calibration) == 1 and len(held) == 2
+    assert held.normals.samples[0].image_path != held.calibration.samples[0].image_path
     everything = sorted(str(p) for p in (synth_root / "bottle" / "train" / "good").iterdir())
     assert sorted(train + val) == everything
     other = build_config(None, {**tiny(synth_root), "data.seed": 1, "data.val_fraction": 0.25})
@@ -46,6 +54,15 @@ def test_capped_subsets_follow_the_data_seed_not_the_training_seed(synth_root, t
         train, _, test = build_datasets(cfg, (0.5,) * 3, (0.2,) * 3)
         seen.append((_paths(train), _paths(test)))
     assert seen[0] == seen[1] and len(seen[0][0]) == 3 and len(seen[0][1]) == 5
+
+
+def test_calibration_share_of_the_validation_normals():
+    assert split_calibration([], 0.5, 0) == ([], [])
+    assert split_calibration([3], 0.5, 0) == ([3], [])  # at least one is left to select on
+    select, calib = split_calibration(list(range(10, 21)), 0.5, 0)
+    assert len(calib) == 6 and len(select) == 5 and sorted(select + calib) == list(range(10, 21))
+    assert split_calibration(list(range(10, 21)), 0.5, 0) == (select, calib)  # seeded
+    assert split_calibration(list(range(10, 21)), 0.0, 0) == (list(range(10, 21)), [])
 
 
 def test_split_leaves_enough_or_says_which_key():

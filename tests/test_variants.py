@@ -24,7 +24,8 @@ def _parts(cfg: Config) -> dict[str, bool]:
         "freq_view": m.students is not None and all(s.freq_view for s in m.students),
         "bank": m.banks is not None,
         "anchor": m.banks is not None and all(b.anchor is not None for b in m.banks),
-        "learned_fusion": m.ughf.learned and any(p is m.ughf.log_vars for p in m.parameters()),
+        # learned weights: a parameter (the spec) or the closed form that tracks the losses (the default reading)
+        "learned_fusion": m.ughf.learned and (m.ughf.form == "closed_form" or any(p is m.ughf.log_vars for p in m.parameters())),
         "ttsa": cfg.model.ttsa.enabled,
     }
 

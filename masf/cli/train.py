@@ -30,13 +30,17 @@ def make_config(preset: str, overrides: list[str], **fields: Any) -> Config:
 def metrics_table(row: dict[str, Any], title: str) -> Table:
     """Test metrics of the three selections, and the final epoch's validation metrics."""
     has_val = "best_on_val/image_auroc" in row
-    columns = ["last"] + (["best_on_val"] if has_val else []) + ["best_on_test"] + (["val"] if has_val else [])
+    has_student = "student_only/image_auroc" in row
+    columns = (["last"] + (["best_on_val"] if has_val else []) + ["best_on_test"] + (["val"] if has_val else [])
+               + (["student_only"] if has_student else []))
     notes = ["last: final epoch (headline)"]
     if has_val:
         notes.append(f"best_on_val: epoch {row['best_val_epoch']}, chosen on the validation split")
     notes.append(f"best_on_test: epoch {row['best_epoch']}, chosen on the test split (optimistic)")
     if has_val:
         notes.append("val: the validation split (held-out normals + pseudo-anomalies), final epoch")
+    if has_student:
+        notes.append("student_only: the student's cosine maps alone (no TTSA, same fusion over scales), final epoch, test split")
     notes.append("*_f1_max: the best threshold of the split itself; *_f1_at_val_threshold: the threshold fixed on validation")
     table = Table(title=title, title_justify="left", caption="\n".join(notes), caption_justify="left")
     table.add_column("metric")
@@ -68,7 +72,8 @@ def train(
         **{"data.root": str(data_root.resolve()) if data_root else None, "data.category": category, "train.seed": seed},
     )
     console = Console(highlight=False)
-    console.print(f"[bold]{cfg.data.category}[/] / {cfg.variant} / seed {cfg.train.seed}  preset {cfg.preset}, "
+    reading = f"reading {cfg.model.reading}, " if cfg.model.method == "masf" else ""
+    console.print(f"[bold]{cfg.data.category}[/] / {cfg.variant} / seed {cfg.train.seed}  preset {cfg.preset}, {reading}"
                   f"teacher {cfg.model.teacher.name} ({cfg.model.teacher.weights}), {cfg.data.image_size} px -> {out}")
     interactive = sys.stdout.isatty() and not os.environ.get("CI")
     progress = Progress(
@@ -100,6 +105,6 @@ def train(
     timing = f"inference {ms:.1f} ms/img ({ms_ttsa:.1f} with TTSA)" if ms is not None else "inference not timed"
     bank = f"  bank build {row['bank_seconds']:.1f} s" if "bank_seconds" in row else ""
     console.print(
-        f"skipped batches {row['skipped_batches']}/{row['total_batches']}, steps {row['skipped_steps']}  train {row['train_seconds']:.1f} s{bank}  "
+        f"optimiser steps {row['optimizer_steps']}, skipped batches {row['skipped_batches']}/{row['total_batches']}, steps {row['skipped_steps']}  train {row['train_seconds']:.1f} s{bank}  "
         f"{timing}  device {row['device']}"
     )

@@ -287,6 +287,17 @@ def split_normals(n: int, val_fraction: float, seed: int, where: str = "train/go
     return sorted(int(i) for i in order[n_val:]), sorted(int(i) for i in order[:n_val])
 
 
+def split_calibration(val_idx: list[int], share: float, seed: int) -> tuple[list[int], list[int]]:
+    """Validation normals -> (selection, calibration) indices, each sorted: ``round(share * n)`` of them
+    (seeded) calibrate, at least one is left to select on."""
+    n_cal = min(int(round(share * len(val_idx))), len(val_idx) - 1) if val_idx else 0
+    if n_cal <= 0:
+        return list(val_idx), []
+    order = np.random.default_rng([seed, len(val_idx), 0xCA1]).permutation(len(val_idx))
+    calib = sorted(int(val_idx[i]) for i in order[:n_cal])
+    return sorted(set(val_idx) - set(calib)), calib
+
+
 # ------------------------------------------------------------------ dataset
 
 

@@ -15,7 +15,7 @@ is the same in every process, for every training seed.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -126,8 +126,10 @@ class ValidationSet(Dataset):
     pseudo-anomaly's defect_type is ``pseudo_<kind>`` and its path the normal's path.
     """
 
-    def __init__(self, normals: MVTecDataset, seed: int = 0, kinds: Sequence[str] = PSEUDO_KINDS):
+    def __init__(self, normals: MVTecDataset, seed: int = 0, kinds: Sequence[str] = PSEUDO_KINDS,
+                 calibration: Optional[MVTecDataset] = None):
         self.normals = normals
+        self.calibration = calibration  # held-out normals that calibrate, never selected on
         self.seed = seed
         self.kinds = tuple(kinds)
         self._pseudo: dict[int, tuple[np.ndarray, np.ndarray, str]] = {}

@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from masf.config import ModelConfig
-from masf.method.amfd import Student, cosine_map, distillation_loss, mask_views
+from masf.method.amfd import (
+    Student,
+    complementary_parts,
+    complementary_patch_masks,
+    cosine_map,
+    frequency_mask,
+    frequency_view,
+    loss_terms,
+    spatial_patch_mask,
+)
 from masf.method.samb import SAMB
 from masf.method.scores import Scores, gaussian_blur
 from masf.method.sdm import SDM
@@ -45,7 +55,11 @@ class MASF(nn.Module):
             SDM(c, cfg.sdm.low_ratio, cfg.sdm.gate_reduction) if cfg.sdm.enabled else nn.Identity() for c in channels
         )
         self.students = (
-            nn.ModuleList(Student(c, a.attn_dim, a.heads, a.freq_view) for c in channels) if a.enabled else None
+            nn.ModuleList(
+                Student(c, a.attn_dim, a.heads, a.freq_view, a.attention_mask, a.pos_encoding, a.norm) for c in channels
+            )
+            if a.enabled
+            else None
         )
         s = cfg.samb
         self.banks = (
@@ -56,10 +70,15 @@ class MASF(nn.Module):
             if s.enabled
             else None
         )
-        self.ughf = UGHF(self.scales, cfg.ughf.learned)
+        self.ughf = UGHF(self.scales, cfg.ughf.learned, cfg.ughf.log_var_form)
+        # per-scale (lo, hi) of the cosine and bank maps on the calibration normals (ughf.normalize)
+        self.register_buffer("cos_range", torch.tensor([[0.0, 1.0]] * self.scales))
+        self.register_buffer("bank_range", torch.tensor([[0.0, 1.0]] * self.scales))
+        self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
         t = cfg.ttsa
         self.ttsa_seed = t.seed
         self.test_mask_seed = seed + 7919
+        self.loss_terms: dict[str, float] = {}  # the last training batch's terms, per scale
 
     # ------------------------------------------------------------ training
 
@@ -67,30 +86,66 @@ class MASF(nn.Module):
     def trains(self) -> bool:
         return self.students is not None
 
+    has_student = trains
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The student side's parameters; none without a student (nothing is trained then)."""
         if not self.trains:
             return []
         return [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("teacher.")]
 
-    def student_maps(self, feats: list[torch.Tensor], generator: Optional[torch.Generator], masked: bool) -> list[torch.Tensor]:
-        """Teacher maps -> student maps S_l (B, C_l, H_l, W_l)."""
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimiser groups: UGHF's learned log-variances get ``ughf.log_var_lr`` when it is set."""
+        params = self.trainable_parameters()
+        own = self.cfg.ughf.log_var_lr
+        if own is None or not isinstance(self.ughf.log_vars, nn.Parameter) or not params:
+            return [{"params": params}] if params else []
+        rest = [p for p in params if p is not self.ughf.log_vars]
+        return [{"params": rest}, {"params": [self.ughf.log_vars], "lr": own}]
+
+    def _student(self, i: int, f_spec: torch.Tensor, visible: Optional[torch.Tensor], keep: Optional[torch.Tensor]) -> torch.Tensor:
+        """Scale i's student on F_spec with a spatial keep-mask (B, 1, H, W) and an rfft2 keep-mask, or unmasked."""
+        spatial = f_spec * visible.to(f_spec.dtype) if visible is not None else f_spec
+        freq = frequency_view(f_spec, keep) if keep is not None else f_spec
+        return self.students[i](spatial, freq, visible)
+
+    def _draw(self, f: torch.Tensor, generator: Optional[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(spatial keep-mask, rfft2 keep-mask) of one training-regime draw for f (B, C, H, W)."""
         a = self.cfg.amfd
+        b, _, h, w = f.shape
+        visible = spatial_patch_mask(b, h, w, a.spatial_mask_ratio, a.patch_size, generator, f.device)
+        return visible, frequency_mask(b, h, w, a.freq_mask_ratio, generator, f.device)
+
+    def student_maps(self, feats: list[torch.Tensor], generator: Optional[torch.Generator], masked: bool) -> list[torch.Tensor]:
+        """Teacher maps -> student maps S_l (B, C_l, H_l, W_l), masked as in training or not at all."""
         out = []
-        for sdm, student, f in zip(self.sdm, self.students, feats):
-            f_spec = sdm(f)
-            if masked:
-                spatial, freq = mask_views(f_spec, a.spatial_mask_ratio, a.freq_mask_ratio, a.patch_size, generator)
-            else:
-                spatial = freq = f_spec
-            out.append(student(spatial, freq))
+        for i, f in enumerate(feats):
+            f_spec = self.sdm[i](f)
+            visible, keep = self._draw(f_spec, generator) if masked else (None, None)
+            out.append(self._student(i, f_spec, visible, keep))
         return out
 
     def training_loss(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Normalised images (B, 3, H, W) -> (UGHF-weighted total, per-scale L_l)."""
+        """Normalised images (B, 3, H, W) -> (UGHF-weighted total, per-scale L_l).
+
+        The per-scale cosine and amplitude terms of the batch are left in ``loss_terms``.
+        """
+        a = self.cfg.amfd
         feats = self.teacher(x)
-        students = self.student_maps(feats, generator, masked=True)
-        per_scale = [distillation_loss(t, s, self.cfg.amfd.spectral_loss_weight) for t, s in zip(feats, students)]
+        per_scale, terms = [], {}
+        for i, f in enumerate(feats):
+            f_spec = self.sdm[i](f)
+            visible, keep = self._draw(f_spec, generator)
+            s = self._student(i, f_spec, visible, keep)
+            masked = a.loss_region == "masked"
+            cos_term, amp_term = loss_terms(
+                f, s, a.spectral_loss_weight,
+                hidden=1.0 - visible if masked else None, removed=1.0 - keep if masked else None,
+                amplitude_error=a.amplitude_error,
+            )
+            per_scale.append(cos_term + amp_term)
+            terms[f"scale{i}/cosine"], terms[f"scale{i}/amplitude"] = float(cos_term.detach()), float(amp_term.detach())
+        self.loss_terms = terms
         return self.ughf.loss(per_scale), per_scale
 
     # ------------------------------------------------------------ banks
@@ -130,6 +185,79 @@ class MASF(nn.Module):
     def fusion_weights(self) -> list[float]:
         return self.ughf.weights().tolist()
 
+    # ------------------------------------------------------------ scoring regime
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether scoring needs calibration normals (per-scale quantile normalisation)."""
+        return self.cfg.ughf.normalize == "quantile"
+
+    @torch.no_grad()
+    def prepare_scoring(self, train_images: Callable[[], Iterable[torch.Tensor]], calibration_images: Callable[[], Iterable[torch.Tensor]]) -> dict[str, float]:
+        """Before an evaluation: the student's BatchNorm statistics recomputed on the training normals in
+        the scoring regime (``amfd.bn_recalibration``), then the per-scale quantiles on the calibration
+        normals (``ughf.normalize``). Returns what it measured, for the epoch's record."""
+        out: dict[str, float] = {}
+        if self.cfg.amfd.bn_recalibration and self.students is not None:
+            self.recalibrate_bn(train_images())
+        if self.calibrates:
+            out.update(self.calibrate(calibration_images()))
+        return out
+
+    def _student_norms(self) -> list[nn.modules.batchnorm._BatchNorm]:
+        return [m for m in self.students.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    @torch.no_grad()
+    def recalibrate_bn(self, images: Iterable[torch.Tensor]) -> None:
+        """Reset the students' BatchNorm running statistics and recompute them (cumulative average) from
+        ``images`` passed through the students exactly as scoring does (its test-time masks, or none)."""
+        norms = self._student_norms()
+        if not norms:
+            return
+        self.eval()
+        saved = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        try:
+            for x in images:
+                self._cosine_maps(self.teacher(x), image_seeds(x, self.test_mask_seed))
+        finally:
+            for m, momentum in zip(norms, saved):
+                m.momentum = momentum
+                m.eval()
+
+    @torch.no_grad()
+    def calibrate(self, images: Iterable[torch.Tensor]) -> dict[str, float]:
+        """Per-scale quantiles (lo, hi) of the cosine and bank maps of ``images`` (no TTSA)."""
+        self.eval()
+        cos: list[list[np.ndarray]] = [[] for _ in range(self.scales)]
+        bank: list[list[np.ndarray]] = [[] for _ in range(self.scales)]
+        n = 0
+        for x in images:
+            n += x.shape[0]
+            c, b = self._components(x, image_seeds(x, self.test_mask_seed))
+            for i in range(self.scales):
+                if c is not None:
+                    cos[i].append(c[i].float().cpu().numpy().ravel())
+                if b is not None:
+                    bank[i].append(b[i].float().cpu().numpy().ravel())
+        if n == 0:
+            raise RuntimeError("model.ughf.normalize=quantile needs calibration normals, and none were given")
+        q = self.cfg.ughf.quantiles
+        out = {}
+        for name, values, target in (("cosine", cos, self.cos_range), ("bank", bank, self.bank_range)):
+            for i, v in enumerate(values):
+                if not v:
+                    continue
+                lo, hi = np.quantile(np.concatenate(v), q)
+                hi = max(float(hi), float(lo) + 1e-6)
+                target[i] = torch.tensor([float(lo), hi])
+                out[f"calib/scale{i}_{name}_lo"], out[f"calib/scale{i}_{name}_hi"] = float(lo), hi
+        self.calibrated.fill_(True)
+        return out
+
     # ------------------------------------------------------------ scoring
 
     def _component_weights(self) -> tuple[float, float]:
@@ -142,59 +270,102 @@ class MASF(nn.Module):
         return wc / total, wb / total
 
     @torch.no_grad()
-    def _masked_cosine(self, feats: list[torch.Tensor], seeds: list[int]) -> list[torch.Tensor]:
-        """Test-time masking: per-scale cosine maps averaged over seeded mask draws, each image with its own seed."""
+    def _cosine_maps(self, feats: list[torch.Tensor], seeds: list[int]) -> list[torch.Tensor]:
+        """Per-scale cosine maps (B, H_l, W_l) in the scoring regime of ``amfd.test_masking``.
+
+        Test-time masks are seeded per image (``seeds``), so an image's map does not depend on its batch.
+        """
         a = self.cfg.amfd
+        specs = [sdm(f) for sdm, f in zip(self.sdm, feats)]
+        if not a.test_masking:
+            return [cosine_map(f, self._student(i, s, None, None)) for i, (f, s) in enumerate(zip(feats, specs))]
+        if a.test_mask_mode == "complementary":
+            return self._complementary_cosine(feats, specs, seeds)
         cos = [torch.zeros(f.shape[0], *f.shape[-2:], device=f.device) for f in feats]
         for b, seed in enumerate(seeds):
             gen = torch.Generator().manual_seed(seed)
-            one = [f[b : b + 1] for f in feats]
             for _ in range(a.test_mask_draws):
-                for i, (t, s) in enumerate(zip(one, self.student_maps(one, gen, masked=True))):
-                    cos[i][b] += cosine_map(t, s)[0] / a.test_mask_draws
+                for i, (f, s) in enumerate(zip(feats, specs)):
+                    visible, keep = self._draw(s[b : b + 1], gen)
+                    cos[i][b] += cosine_map(f[b : b + 1], self._student(i, s[b : b + 1], visible, keep))[0] / a.test_mask_draws
         return cos
 
+    def _complementary_cosine(self, feats: list[torch.Tensor], specs: list[torch.Tensor], seeds: list[int]) -> list[torch.Tensor]:
+        """Every patch hidden exactly once over ``complementary_parts`` masks; each position's cosine is
+        taken from the mask that hid it. The parts of a batch go through the student as one batch."""
+        a = self.cfg.amfd
+        parts = complementary_parts(a.spatial_mask_ratio)
+        gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+        out = []
+        for i, (f, s) in enumerate(zip(feats, specs)):
+            bsz, _, h, w = f.shape
+            visible = torch.stack([complementary_patch_masks(parts, h, w, a.patch_size, g, f.device) for g in gens], 1)
+            keep = torch.stack([frequency_mask(parts, h, w, a.freq_mask_ratio, g, f.device) for g in gens], 1)
+            visible, keep = visible.flatten(0, 1), keep.flatten(0, 1)  # (parts * B, 1, ...), part-major
+            rep = lambda t: t.repeat(parts, 1, 1, 1)  # noqa: E731
+            cos = cosine_map(rep(f), self._student(i, rep(s), visible, keep)).view(parts, bsz, h, w)
+            out.append((cos * (1.0 - visible[:, 0].view(parts, bsz, h, w))).sum(0))
+        return out
+
     @torch.no_grad()
-    def _view_maps(self, x: torch.Tensor, seeds: Optional[list[int]] = None) -> list[torch.Tensor]:
+    def _components(self, x: torch.Tensor, seeds: Optional[list[int]] = None, bank: bool = True) -> tuple[Optional[list], Optional[list]]:
+        """Normalised images -> (per-scale cosine maps or None, per-scale bank maps or None), at feature resolution."""
+        feats = self.teacher(x)
+        cos = banks = None
+        if self.students is not None:
+            cos = self._cosine_maps(feats, seeds if seeds is not None else image_seeds(x, self.test_mask_seed))
+        if self.banks is not None and bank:
+            if not all(b.fitted for b in self.banks):
+                raise RuntimeError("score() before build_banks()")
+            banks = [b.score(t) for b, t in zip(self.banks, feats)]
+        return cos, banks
+
+    def _normalised(self, maps: list[torch.Tensor], ranges: torch.Tensor) -> list[torch.Tensor]:
+        if self.cfg.ughf.normalize != "quantile":
+            return maps
+        if not bool(self.calibrated):
+            raise RuntimeError("score() before calibrate(): model.ughf.normalize=quantile needs calibration normals")
+        r = ranges.to(maps[0].device)
+        return [(m - r[i, 0]) / (r[i, 1] - r[i, 0]) for i, m in enumerate(maps)]
+
+    @torch.no_grad()
+    def _view_maps(self, x: torch.Tensor, seeds: Optional[list[int]] = None, student_only: bool = False) -> list[torch.Tensor]:
         """Normalised images (B, 3, H, W) -> per-scale s_l at input resolution, L x (B, H, W).
 
         ``seeds``: one per image for test-time masks (default: from the images' pixels).
+        ``student_only``: s_l is the (normalised) cosine map alone.
         """
         size = x.shape[-2:]
-        feats = self.teacher(x)
-        wc, wb = self._component_weights()
-        maps = [torch.zeros(x.shape[0], *f.shape[-2:], device=x.device) for f in feats]
-        if self.students is not None and wc > 0:
-            a = self.cfg.amfd
-            if a.test_masking:
-                cos = self._masked_cosine(feats, seeds if seeds is not None else image_seeds(x, self.test_mask_seed))
-            else:
-                cos = [cosine_map(t, s) for t, s in zip(feats, self.student_maps(feats, None, masked=False))]
-            maps = [m + wc * c for m, c in zip(maps, cos)]
-        if self.banks is not None and wb > 0:
-            if not all(b.fitted for b in self.banks):
-                raise RuntimeError("score() before build_banks()")
-            maps = [m + wb * bank.score(t) for m, bank, t in zip(maps, self.banks, feats)]
+        wc, wb = (1.0, 0.0) if student_only else self._component_weights()
+        cos, banks = self._components(x, seeds, bank=wb > 0)
+        maps = [torch.zeros(x.shape[0], *m.shape[-2:], device=x.device) for m in (cos if cos is not None else banks)]
+        if cos is not None and wc > 0:
+            maps = [m + wc * c for m, c in zip(maps, self._normalised(cos, self.cos_range))]
+        if banks is not None and wb > 0:
+            maps = [m + wb * b for m, b in zip(maps, self._normalised(banks, self.bank_range))]
         return [F.interpolate(m.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1) for m in maps]
 
     @torch.no_grad()
-    def score(self, x: torch.Tensor, ttsa: Optional[bool] = None) -> Scores:
+    def score(self, x: torch.Tensor, ttsa: Optional[bool] = None, student_only: bool = False) -> Scores:
         """Normalised images (B, 3, H, W) -> anomaly maps and image scores.
 
-        ``ttsa`` None follows the config; the n views are scored in one batch.
+        ``ttsa`` None follows the config; the n views are scored in one batch. ``student_only``: the
+        student's cosine maps alone, fused over the scales as usual (TTSA as ``ttsa`` says).
         """
+        if student_only and self.students is None:
+            raise ValueError("student_only scores need a student (model.amfd.enabled)")
         use_ttsa = self.cfg.ttsa.enabled if ttsa is None else ttsa
         if use_ttsa:
             t = self.cfg.ttsa
-            eps = phase_noise(t.views, x.shape[1], x.shape[2], x.shape[3], t.phase_std, self.ttsa_seed)
+            eps = phase_noise(t.views, x.shape[1], x.shape[2], x.shape[3], t.phase_std, self.ttsa_seed, t.noise, t.include_clean)
             views = phase_views(x, eps)  # (n * B, 3, H, W), view-major
             seeds = None
             if self.cfg.amfd.test_masking and self.students is not None:  # seeded by the images, not the views
                 base = image_seeds(x, self.test_mask_seed)
                 seeds = [(s + 1_000_003 * k) & 0xFFFFFFFF for k in range(t.views) for s in base]
-            maps = [m.view(t.views, x.shape[0], *m.shape[1:]).mean(0) for m in self._view_maps(views, seeds)]
+            maps = [m.view(t.views, x.shape[0], *m.shape[1:]).mean(0) for m in self._view_maps(views, seeds, student_only)]
         else:
-            maps = self._view_maps(x)
+            maps = self._view_maps(x, student_only=student_only)
         fused = gaussian_blur(self.ughf.fuse(maps), self.cfg.ughf.blur_sigma)
         return Scores(anomaly_map=fused, image_score=fused.flatten(1).amax(1), scale_maps=maps)
 

@@ -21,6 +21,7 @@ from masf.config import flatten
 from masf.errors import MasfError
 from masf.fingerprint import code_fingerprint, variant_fingerprint
 from masf.metrics import METRIC_KEYS, SELECTIONS, VAL_THRESHOLD_METRICS
+from masf.readings import reading_of
 from masf.runner import plan
 from masf.runner.progress import SweepProgress
 from masf.runner.tracking import Tracker, default_tracking_uri
@@ -28,11 +29,11 @@ from masf.runner.tracking import Tracker, default_tracking_uri
 EPOCH_KEYS = ("loss", "lr", "skipped_batches", "skipped_steps", "batches", "epoch_seconds", "eval_seconds",
               "val_eval_seconds", "composite")
 METRIC_NAMES = METRIC_KEYS + VAL_THRESHOLD_METRICS  # the test metrics of an evaluated epoch; its validation metrics are "val/..."
-SELECTION_PREFIXES = tuple(f"{s}/" for s in SELECTIONS) + ("val/",)
+SELECTION_PREFIXES = tuple(f"{s}/" for s in SELECTIONS) + ("val/", "student_only/")
 RESULT_METRICS = (
     "best_epoch", "best_val_epoch", "skipped_batches", "skipped_steps", "total_batches", "train_seconds", "eval_seconds",
     "trial_seconds", "infer_ms_per_image", "infer_ms_per_image_ttsa", "test_images", "train_images", "val_images",
-    "bank_seconds",
+    "bank_seconds", "optimizer_steps", "calibration_images",
 )
 
 
@@ -101,6 +102,7 @@ class _Driver:
         return {
             "category": s.category, "variant": s.variant, "seed": str(s.seed), "preset": s.config["preset"],
             "backbone": t["name"], "weights_source": t["weights"], "method": s.config["model"]["method"],
+            "reading": reading_of(flatten(s.config)),
             "code_version": self.version, "code_fingerprint": code_fingerprint(),
             "config_fingerprint": s.fingerprint, "variant_fingerprint": variant_fingerprint(s.variant),
         }
@@ -114,7 +116,7 @@ class _Driver:
     @staticmethod
     def _epoch_metrics(record: dict[str, Any]) -> dict[str, float]:
         return {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and (
-            k in EPOCH_KEYS or k in METRIC_NAMES or k.startswith(("loss/", "fusion_weight/", "val/")))}
+            k in EPOCH_KEYS or k in METRIC_NAMES or k.startswith(("loss/", "fusion_weight/", "val/", "student_only/", "calib/")))}
 
     def reported(self, key: str, result: dict[str, Any]) -> None:
         if result.get("final"):
