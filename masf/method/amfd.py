@@ -226,24 +226,13 @@ def _masked_mean(values: torch.Tensor, weight: Optional[torch.Tensor]) -> torch.
     return (values * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-def distillation_loss(
-    teacher: torch.Tensor,
-    student: torch.Tensor,
-    spectral_weight: float = 0.5,
-    hidden: Optional[torch.Tensor] = None,
-    removed: Optional[torch.Tensor] = None,
-    amplitude_error: str = "raw",
-) -> torch.Tensor:
-    """L_l = cosine term + w * amplitude term, FFTs in float32.
+def distillation_loss(teacher: torch.Tensor, student: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """L_l = cosine term + w * amplitude term, FFTs in float32 (the arguments of :func:`loss_terms`).
 
     Spec reading (no ``hidden``/``removed``, ``amplitude_error="raw"``):
     mean_positions(1 - cos(T, S)) + w * MSE(|fft2(S)|, |fft2(T)|).
-    ``hidden`` (B, 1, H, W): the cosine term averages only over the positions the spatial view hid.
-    ``removed`` (B, 1, H, W // 2 + 1): the amplitude term covers only the rfft2 coefficients the
-    frequency view removed. ``amplitude_error="relative"``: the squared amplitude error divided by the
-    teacher's squared amplitude (per sample), so the term is O(1) like the cosine term.
     """
-    return sum(loss_terms(teacher, student, spectral_weight, hidden, removed, amplitude_error))
+    return sum(loss_terms(teacher, student, *args, **kwargs))
 
 
 def loss_terms(
@@ -254,7 +243,13 @@ def loss_terms(
     removed: Optional[torch.Tensor] = None,
     amplitude_error: str = "raw",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cosine term, weighted amplitude term) of :func:`distillation_loss`."""
+    """(cosine term, weighted amplitude term) of :func:`distillation_loss`.
+
+    ``hidden`` (B, 1, H, W): the cosine term averages only over the positions the spatial view hid.
+    ``removed`` (B, 1, H, W // 2 + 1): the amplitude term covers only the rfft2 coefficients the
+    frequency view removed. ``amplitude_error="relative"``: the squared amplitude error divided by the
+    teacher's squared amplitude (per sample), so the term is O(1) like the cosine term.
+    """
     cos = 1.0 - F.cosine_similarity(teacher.float(), student.float(), dim=1)  # (B, H, W)
     cos_term = _masked_mean(cos, hidden[:, 0] if hidden is not None else None)
     if removed is None:
