@@ -87,13 +87,21 @@ def frequency_view(f: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return irfft2(rfft2(f) * keep, tuple(f.shape[-2:])).to(f.dtype)
 
 
+def views(f: torch.Tensor, visible: Optional[torch.Tensor], keep: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two views of F_spec (B, C, H, W) under a spatial keep-mask (B, 1, H, W) and an rfft2 keep-mask;
+    a mask that is None leaves its view unmasked."""
+    spatial = f * visible.to(f.dtype) if visible is not None else f
+    freq = frequency_view(f, keep) if keep is not None else f
+    return spatial, freq
+
+
 def mask_views(
     f: torch.Tensor, spatial_ratio: float, freq_ratio: float, patch: int, generator: Optional[torch.Generator]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two masked views of F_spec (B, C, H, W): (spatially masked, frequency masked)."""
+    """The two masked views of F_spec (B, C, H, W), masks drawn as in training: (spatially masked, frequency masked)."""
     b, _, h, w = f.shape
-    spatial = f * spatial_patch_mask(b, h, w, spatial_ratio, patch, generator, f.device).to(f.dtype)
-    return spatial, frequency_view(f, frequency_mask(b, h, w, freq_ratio, generator, f.device))
+    visible = spatial_patch_mask(b, h, w, spatial_ratio, patch, generator, f.device)
+    return views(f, visible, frequency_mask(b, h, w, freq_ratio, generator, f.device))
 
 
 def sincos_2d(dim: int, height: int, width: int, device: torch.device) -> torch.Tensor:

@@ -25,9 +25,9 @@ from masf.method.amfd import (
     complementary_patch_masks,
     cosine_map,
     frequency_mask,
-    frequency_view,
     loss_terms,
     spatial_patch_mask,
+    views,
 )
 from masf.method.samb import SAMB
 from masf.method.scores import Scores, gaussian_blur
@@ -105,9 +105,7 @@ class MASF(nn.Module):
 
     def _student(self, i: int, f_spec: torch.Tensor, visible: Optional[torch.Tensor], keep: Optional[torch.Tensor]) -> torch.Tensor:
         """Scale i's student on F_spec with a spatial keep-mask (B, 1, H, W) and an rfft2 keep-mask, or unmasked."""
-        spatial = f_spec * visible.to(f_spec.dtype) if visible is not None else f_spec
-        freq = frequency_view(f_spec, keep) if keep is not None else f_spec
-        return self.students[i](spatial, freq, visible)
+        return self.students[i](*views(f_spec, visible, keep), visible)
 
     def _draw(self, f: torch.Tensor, generator: Optional[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
         """(spatial keep-mask, rfft2 keep-mask) of one training-regime draw for f (B, C, H, W)."""
@@ -115,15 +113,6 @@ class MASF(nn.Module):
         b, _, h, w = f.shape
         visible = spatial_patch_mask(b, h, w, a.spatial_mask_ratio, a.patch_size, generator, f.device)
         return visible, frequency_mask(b, h, w, a.freq_mask_ratio, generator, f.device)
-
-    def student_maps(self, feats: list[torch.Tensor], generator: Optional[torch.Generator], masked: bool) -> list[torch.Tensor]:
-        """Teacher maps -> student maps S_l (B, C_l, H_l, W_l), masked as in training or not at all."""
-        out = []
-        for i, f in enumerate(feats):
-            f_spec = self.sdm[i](f)
-            visible, keep = self._draw(f_spec, generator) if masked else (None, None)
-            out.append(self._student(i, f_spec, visible, keep))
-        return out
 
     def training_loss(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Normalised images (B, 3, H, W) -> (UGHF-weighted total, per-scale L_l).
