@@ -196,6 +196,14 @@ class TrainConfig:
     # fault injection for testing the skip accounting end to end: this fraction of
     # training batches (seeded by step) get a NaN loss; 0 everywhere else
     inject_nonfinite: float = 0.0
+    # watchdog (acts from outside the trial, see masf/runner/watchdog.py): a trial attempt that runs longer
+    # than wall_limit_s, or reports no epoch for longer than stall_limit_s, is stopped and retried from
+    # its last checkpoint within --max-failures (None: no limit)
+    wall_limit_s: Optional[float] = None
+    stall_limit_s: Optional[float] = 10800.0
+    # fault injection for testing the watchdog: the first attempt of the trial hangs (sleeps, reporting
+    # nothing) when it is about to train this epoch (1-based); None everywhere else
+    inject_hang_epoch: Optional[int] = None
 
 
 @dataclass
@@ -458,6 +466,9 @@ def validate(cfg: Config) -> None:
         ("train.epochs", cfg.train.epochs >= 0, "must be >= 0"),
         ("train.lr", cfg.train.lr > 0, "must be > 0"),
         ("train.inject_nonfinite", 0.0 <= cfg.train.inject_nonfinite <= 1.0, "must be in [0, 1]"),
+        ("train.wall_limit_s", cfg.train.wall_limit_s is None or cfg.train.wall_limit_s > 0, "must be > 0 or null"),
+        ("train.stall_limit_s", cfg.train.stall_limit_s is None or cfg.train.stall_limit_s > 0, "must be > 0 or null"),
+        ("train.inject_hang_epoch", cfg.train.inject_hang_epoch is None or cfg.train.inject_hang_epoch >= 1, "must be >= 1 or null"),
         ("eval.every", cfg.eval.every >= 1, "must be >= 1"),
         ("eval.pro_fpr_limit", 0.0 < cfg.eval.pro_fpr_limit <= 1.0, "must be in (0, 1]"),
         ("eval.composite_weights", len(cfg.eval.composite_weights) == 3, "needs 3 weights"),

@@ -27,6 +27,7 @@ OPERATIONAL_KEYS = frozenset({
     "preset",  # a name: the preset's content is in the other keys
     "train.threads", "train.device", "data.num_workers", "data.eval_batch_size", "model.samb.device",
     "eval.figures", "eval.heatmap_images", "eval.timing_images",
+    "train.wall_limit_s", "train.stall_limit_s", "train.inject_hang_epoch",
 })
 
 

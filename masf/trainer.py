@@ -332,6 +332,19 @@ class Trainer:
         rate = self.cfg.train.inject_nonfinite
         return rate > 0 and random.Random(self.cfg.train.seed * 1_000_003 + step).random() < rate
 
+    HANG_MARK = "injected-hang"
+
+    def _inject_hang(self) -> None:
+        """``train.inject_hang_epoch``: the first attempt stops making progress before that epoch, for good
+        (a marker in the output folder lets the retry through). Only a watchdog outside the trial ends it."""
+        at = self.cfg.train.inject_hang_epoch
+        mark = self.out_dir / self.HANG_MARK
+        if at is None or self.epoch + 1 != at or mark.exists():
+            return
+        mark.write_text(f"hung before epoch {at}\n")
+        while True:
+            time.sleep(3600)
+
     def build_banks(self) -> None:
         """Fit what the detector fits on the training normals (MASF's banks, PatchCore's bank, PaDiM's
         Gaussians). They depend only on the frozen teacher, so they are built once (see MASF-SPEC.md notes)."""
@@ -414,6 +427,7 @@ class Trainer:
         train_start = time.perf_counter()
         spent_before = sum(h.get("epoch_seconds", 0.0) for h in self.history)
         while self.epoch < epochs:
+            self._inject_hang()
             t0 = time.perf_counter()
             record = self.train_epoch()
             self.epoch += 1
