@@ -10,6 +10,8 @@ Weight sources (``model.teacher.weights``):
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +21,7 @@ from torch import nn
 
 from masf.config import TeacherConfig
 from masf.errors import WeightsError
+from masf.features import FeatureCache, tensor_digest
 
 PACKAGED_MODEL = "tf_efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -29,14 +32,20 @@ class Teacher(nn.Module):
     """Frozen multi-scale feature extractor.
 
     ``forward(x)`` takes images already normalised with ``self.mean`` / ``self.std``
-    (the datasets do that, see :class:`masf.data.mvtec.MVTecDataset`).
+    (the datasets do that, see :class:`masf.data.mvtec.MVTecDataset`). It runs the
+    body one image at a time, so an image's features never depend on its batch, and
+    takes them from ``self.cache`` (masf/features.py) when it holds them.
     """
 
-    def __init__(self, body: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], name: str, weights_source: str):
+    def __init__(self, body: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], name: str, weights_source: str,
+                 identity: Optional[dict] = None):
         super().__init__()
         self.body = body
         self.name = name
         self.weights_source = weights_source
+        # what the features depend on besides the image (the cache namespace)
+        self.identity = dict(identity or {"name": name, "weights": weights_source})
+        self.cache: Optional[FeatureCache] = None
         self.mean = tuple(float(m) for m in mean)  # input normalisation this backbone was trained with
         self.std = tuple(float(s) for s in std)
         self.channels: list[int] = list(body.feature_info.channels())
@@ -49,11 +58,33 @@ class Teacher(nn.Module):
         # always eval: BatchNorm statistics of the teacher never move
         return super().train(False)
 
+    def namespace(self, device: torch.device) -> str:
+        """The cache namespace of features computed now: the teacher's identity, versions, device, autocast."""
+        autocast = torch.is_autocast_enabled(device.type) and str(torch.get_autocast_dtype(device.type))
+        blob = json.dumps({**self.identity, "timm": timm.__version__, "torch": torch.__version__,
+                           "device": device.type, "autocast": autocast or "off"}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) normalised -> one (B, C_l, H / r_l, W / r_l) map per scale, float32."""
-        feats = self.body(x)
-        return [f.float() for f in feats]
+        cache = self.cache
+        namespace = self.namespace(x.device) if cache is not None else ""
+        per_image = []
+        for i in range(x.shape[0]):
+            key = tensor_digest(x[i]) if cache is not None else ""
+            feats = cache.get(namespace, key) if cache is not None else None
+            if feats is None:
+                feats = [f.float() for f in self.body(x[i : i + 1])]
+                if cache is not None:
+                    cache.put(namespace, key, feats)
+            per_image.append([f.to(x.device) for f in feats])
+        return [torch.cat([p[j] for p in per_image]) for j in range(len(self.channels))]
+
+    @torch.no_grad()
+    def batched(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The body on the whole batch, no cache (for timing a batched forward)."""
+        return [f.float() for f in self.body(x)]
 
 
 def _packaged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -141,4 +172,16 @@ def build_teacher(cfg: TeacherConfig) -> Teacher:
         raise WeightsError(f"model.teacher.out_indices {list(out_indices)} is out of range for '{cfg.name}'") from None
     mean = tuple(body.pretrained_cfg.get("mean", IMAGENET_MEAN))
     std = tuple(body.pretrained_cfg.get("std", IMAGENET_STD))
-    return Teacher(body, mean, std, name=cfg.name, weights_source=source)
+    identity = {"name": cfg.name, "weights": source, "out_indices": list(out_indices), "mean": mean, "std": std,
+                "weights_file": _file_digest(cfg.weights_file) if source == "file" else None}
+    return Teacher(body, mean, std, name=cfg.name, weights_source=source, identity=identity)
+
+
+def _file_digest(path: Optional[str]) -> Optional[str]:
+    if not path or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]

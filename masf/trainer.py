@@ -71,6 +71,27 @@ class TrainOutcome:
     calibration_shared: bool = False  # the selecting validation normals also calibrated (too few to split)
 
 
+@dataclass
+class Member:
+    """One scoring of the trained model: a trial of its own (config, detector sharing the trained modules).
+
+    A trial that trains alone is one member whose detector is the trained model; a group of variants
+    that differ only in how they score (masf/sharing.py) are several members of one training.
+    """
+
+    name: Optional[str]
+    cfg: Config
+    model: torch.nn.Module
+    history: list[dict[str, Any]] = field(default_factory=list)  # the training records with this member's metrics
+    bank_stats: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        from masf.fingerprint import config_fingerprint
+
+        return config_fingerprint(self.cfg)
+
+
 class CheckpointMismatch(MasfError):
     """A checkpoint in the output folder belongs to another configuration."""
 
@@ -129,7 +150,11 @@ class Trainer:
         on_batch: Optional[Callable[[int, int], None]] = None,
         val_set: Optional[Dataset] = None,
         calibration_set: Optional[Dataset] = None,
+        members: Optional[list[Member]] = None,
+        identity: Optional[dict[str, str]] = None,
     ):
+        """``members``: the scorings of a training group (default: ``model`` scored as ``cfg`` says);
+        ``identity``: what the checkpoint belongs to (default: ``cfg``'s trial identity)."""
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
         self.model = model.to(self.device)
@@ -152,7 +177,11 @@ class Trainer:
         if calibration_set is None:  # a validation split carries its calibration normals
             calibration_set = getattr(val_set, "calibration", None)
         self.calibration_shared = False  # calibrating on the normals that also select
-        if getattr(model, "calibrates", False) and not (calibration_set is not None and len(calibration_set)):
+        self.grouped = members is not None
+        self.members = members if members is not None else [Member(None, cfg, model)]
+        for m in self.members:
+            m.model.to(self.device)
+        if any(getattr(m.model, "calibrates", False) for m in self.members) and not (calibration_set is not None and len(calibration_set)):
             normals = getattr(val_set, "normals", None)
             if normals is None or not len(normals):
                 raise MasfError("model.ughf.normalize=quantile calibrates on held-out normals, and this trial has none: "
@@ -164,7 +193,7 @@ class Trainer:
             DataLoader(calibration_set, batch_size=cfg.data.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
             if calibration_set is not None and len(calibration_set) else None
         )
-        self.identity = trial_identity(cfg)
+        self.identity = identity or trial_identity(cfg)
         self.resumed_code: Optional[str] = None
         self.steps_per_epoch = cfg.train.steps_per_epoch or max(1, len(self.train_loader))
         params = model.trainable_parameters()
@@ -176,20 +205,29 @@ class Trainer:
             else None
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.history: list[dict[str, Any]] = []
+        # the training records of each epoch (a group's members keep them with their metrics in Member.history)
+        self.train_history: list[dict[str, Any]] = [] if self.grouped else self.members[0].history
         self.epoch = 0
         self.bank_built = False
-        self.bank_stats: dict[str, float] = {}
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The (first) member's history: training records with its metrics."""
+        return self.members[0].history
+
+    @property
+    def bank_stats(self) -> dict[str, float]:
+        return self.members[0].bank_stats
 
     # ------------------------------------------------------------ checkpoints
 
     def state(self) -> dict[str, Any]:
         model_state = {k: v for k, v in self.model.state_dict().items() if not k.startswith("teacher.")}
-        return {
+        state = {
             "fingerprint": self.identity,
             "epoch": self.epoch,
             "model": model_state,
-            "fitted": self.model.fitted_state() if self.bank_built else {},
+            "fitted": self.model.fitted_state() if self.bank_built and not self.grouped else {},
             "bank_built": self.bank_built,
             "bank_stats": self.bank_stats,
             "optimizer": self.optimizer.state_dict() if self.optimizer else {},
@@ -201,8 +239,20 @@ class Trainer:
                 "mask": self.mask_gen.get_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
-            "history": self.history,
+            "history": self.train_history,
         }
+        if self.grouped:  # each member's history and fitted state (banks shared by members stored once)
+            fitted, index = [], {}
+            for m in self.members:
+                owner = id(getattr(m.model, "banks", m.model))
+                if owner not in index and self.bank_built:
+                    index[owner] = len(fitted)
+                    fitted.append(m.model.fitted_state())
+                index.setdefault(owner, None)
+            state["members"] = {m.fingerprint: {"history": m.history, "bank_stats": m.bank_stats,
+                                                "fitted": index[id(getattr(m.model, "banks", m.model))]} for m in self.members}
+            state["member_fitted"] = fitted
+        return state
 
     def save_checkpoint(self) -> Path:
         path = self.out_dir / CHECKPOINT
@@ -238,9 +288,10 @@ class Trainer:
         if missing or unexpected:
             raise MasfError(f"checkpoint {path} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.bank_built = bool(state["bank_built"])
-        if self.bank_built:
-            self.model.load_fitted_state(state["fitted"])
-        self.bank_stats = dict(state["bank_stats"])
+        if not self.grouped:
+            if self.bank_built:
+                self.model.load_fitted_state(state["fitted"])
+            self.members[0].bank_stats.update(state["bank_stats"])
         if self.optimizer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -250,8 +301,18 @@ class Trainer:
         self.mask_gen.set_state(state["rng"]["mask"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.history = list(state["history"])
         self.epoch = int(state["epoch"])
+        if not self.grouped:
+            self.members[0].history[:] = list(state["history"])
+            return
+        self.train_history[:] = list(state["history"])
+        saved = state.get("members", {})
+        for m in self.members:  # a member new to the group starts from the training records (no metrics yet)
+            mine = saved.get(m.fingerprint)
+            m.history[:] = list(mine["history"]) if mine else [dict(r) for r in self.train_history]
+            if mine and mine["fitted"] is not None and self.bank_built:
+                m.model.load_fitted_state(state["member_fitted"][mine["fitted"]])
+                m.bank_stats.update(mine["bank_stats"])
 
     # ------------------------------------------------------------ steps
 
@@ -348,38 +409,47 @@ class Trainer:
     def build_banks(self) -> None:
         """Fit what the detector fits on the training normals (MASF's banks, PatchCore's bank, PaDiM's
         Gaussians). They depend only on the frozen teacher, so they are built once (see MASF-SPEC.md notes)."""
-        if self.bank_built or self.model.fitted:  # nothing to fit (MASF without banks), or done
-            self.bank_built = True
-            return
-        self.model.eval()
-        images = (b["image"].to(self.device) for b in self.bank_loader)  # training normals only, never validation
-        start = time.perf_counter()
-        self.bank_stats = self.model.fit(images)
-        self.bank_stats["bank_seconds"] = round(time.perf_counter() - start, 3)  # teacher pass, coreset, index
+        stats: dict[int, dict[str, float]] = {}
+        for m in self.members:  # banks that members share are fitted once
+            owner = id(getattr(m.model, "banks", m.model))
+            if not m.model.fitted:  # (a detector with nothing to fit, MASF without banks, is fitted)
+                m.model.to(self.device).eval()
+                images = (b["image"].to(self.device) for b in self.bank_loader)  # training normals only, never validation
+                start = time.perf_counter()
+                stats[owner] = dict(m.model.fit(images))
+                stats[owner]["bank_seconds"] = round(time.perf_counter() - start, 3)  # teacher pass, coreset, index
+            if owner in stats:
+                m.bank_stats.clear()
+                m.bank_stats.update(stats[owner])
         self.bank_built = True
 
     @torch.no_grad()
-    def prepare_scoring(self) -> dict[str, float]:
-        """What the detector sets up before it scores (MASF: BatchNorm recalibration, quantile calibration)."""
-        prepare = getattr(self.model, "prepare_scoring", None)
+    def prepare_scoring(self, model: Optional[torch.nn.Module] = None, recalibrate: bool = True) -> dict[str, float]:
+        """What the detector sets up before it scores (MASF: BatchNorm recalibration, quantile calibration).
+        ``recalibrate`` False: the (shared) student's BatchNorm statistics were recomputed already."""
+        model = model or self.model
+        prepare = getattr(model, "prepare_scoring", None)
         if prepare is None:
             return {}
         images = lambda loader: (b["image"].to(self.device) for b in loader)  # noqa: E731
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             return prepare(lambda: images(self.bank_loader),
-                           lambda: images(self.calibration_loader) if self.calibration_loader is not None else iter(()))
+                           lambda: images(self.calibration_loader) if self.calibration_loader is not None else iter(()),
+                           recalibrate=recalibrate)
 
     @torch.no_grad()
-    def evaluate(self, ttsa: Optional[bool] = None, loader: Optional[DataLoader] = None, student_only: bool = False) -> Evaluation:
+    def evaluate(self, ttsa: Optional[bool] = None, loader: Optional[DataLoader] = None, student_only: bool = False,
+                 model: Optional[torch.nn.Module] = None) -> Evaluation:
         """Score one split (default: test) and compute its metrics; ``student_only``: the student's maps alone."""
-        self.model.eval()
+        model = model or self.model
+        model.eval()
         scores, labels, maps, masks = [], [], [], []
         start = time.perf_counter()
         kwargs = {"student_only": True, "ttsa": False} if student_only else {"ttsa": ttsa}
         for batch in loader or self.test_loader:
             x = batch["image"].to(self.device)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                out = self.model.score(x, **kwargs)
+                out = model.score(x, **kwargs)
             scores.append(out.image_score.float().cpu().numpy())
             maps.append(out.anomaly_map.float().cpu().numpy())
             labels.append(np.asarray(batch["label"]))
@@ -389,25 +459,43 @@ class Trainer:
         metrics = compute_metrics(s, y, m, g, fpr_limit=self.cfg.eval.pro_fpr_limit)
         return Evaluation(metrics, s, y, m, g, seconds)
 
-    def evaluate_splits(self) -> tuple[Evaluation, dict[str, float]]:
+    def evaluate_members(self) -> dict[Optional[str], tuple[Evaluation, dict[str, float]]]:
+        """:meth:`evaluate_splits` of every member. In a group the members share one memo of component maps
+        (masf/method/model.py): what two members compute alike (the student's cosine maps of the same
+        views, the bank's maps) is computed once and fused per member."""
+        memo: Optional[dict] = {} if self.grouped else None
+        out, recalibrated = {}, False
+        for m in self.members:
+            if hasattr(m.model, "memo"):
+                m.model.memo = memo
+            try:
+                out[m.name] = self.evaluate_splits(m.model, recalibrate=not recalibrated)
+            finally:
+                if hasattr(m.model, "memo"):
+                    m.model.memo = None
+            recalibrated = recalibrated or bool(getattr(m.model, "has_student", False))
+        return out
+
+    def evaluate_splits(self, model: Optional[torch.nn.Module] = None, recalibrate: bool = True) -> tuple[Evaluation, dict[str, float]]:
         """The test evaluation and one flat record: test metrics, ``val/`` metrics, both composites, and with
         a student its maps alone under ``student_only/`` (no TTSA, the same fusion over scales)."""
+        model = model or self.model
         weights = self.cfg.eval.composite_weights
-        record: dict[str, float] = self.prepare_scoring()
-        test = self.evaluate()
+        record: dict[str, float] = self.prepare_scoring(model, recalibrate=recalibrate)
+        test = self.evaluate(model=model)
         record.update(test.metrics)
-        if getattr(self.model, "has_student", False):
-            alone = self.evaluate(student_only=True)
+        if getattr(model, "has_student", False):
+            alone = self.evaluate(student_only=True, model=model)
             record.update({f"student_only/{k}": v for k, v in alone.metrics.items()})
             if self.val_loader is not None:
-                alone = self.evaluate(loader=self.val_loader, student_only=True)
+                alone = self.evaluate(loader=self.val_loader, student_only=True, model=model)
                 record.update({f"val/student_only/{k}": v for k, v in alone.metrics.items()})
         record["composite"] = composite(test.metrics, weights)
         record["eval_seconds"] = test.seconds
         if self.val_loader is None:
             record.update(dict.fromkeys(VAL_THRESHOLD_METRICS, float("nan")))
             return test, record
-        val = self.evaluate(loader=self.val_loader)
+        val = self.evaluate(loader=self.val_loader, model=model)
         # thresholds fixed on validation, then applied to test
         record["image_f1_at_val_threshold"] = f1_at(test.image_scores, test.labels, f1_threshold(val.image_scores, val.labels))
         record["pixel_f1_at_val_threshold"] = f1_at(test.maps, test.masks, f1_threshold(val.maps, val.masks))
@@ -418,14 +506,31 @@ class Trainer:
 
     # ------------------------------------------------------------ loop
 
+    def _append(self, record: dict[str, Any], evaluated: dict[Optional[str], tuple[Evaluation, dict[str, float]]]) -> None:
+        """One epoch's training record into the training history and, with its metrics, every member's."""
+        if self.grouped:
+            self.train_history.append(record)
+        for m in self.members:
+            m.history.append({**record, **evaluated[m.name][1]} if m.name in evaluated else dict(record))
+
+    def _report(self, final: bool = False) -> dict[str, Any]:
+        """What ``on_epoch`` hears: the (first) member's record; a group adds each member's under ``members``."""
+        report = dict(self.history[-1])
+        if self.grouped:
+            report["members"] = {m.name: dict(m.history[-1]) for m in self.members}
+        if final:
+            report["final"] = True
+        return report
+
     def fit(self, resume: bool = True) -> TrainOutcome:
+        """Train, evaluate every member, return the (first) member's outcome; all of them are in ``self.outcomes``."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         ckpt = self.out_dir / CHECKPOINT
         if resume and ckpt.exists():
             self.load_checkpoint(ckpt)
         epochs = self.cfg.train.epochs if self.model.trains else 0
         train_start = time.perf_counter()
-        spent_before = sum(h.get("epoch_seconds", 0.0) for h in self.history)
+        spent_before = sum(h.get("epoch_seconds", 0.0) for h in self.train_history)
         while self.epoch < epochs:
             self._inject_hang()
             t0 = time.perf_counter()
@@ -435,46 +540,48 @@ class Trainer:
             if self.epoch >= self.cfg.train.bank_first_epoch:
                 self.build_banks()
             record["epoch_seconds"] = time.perf_counter() - t0
+            evaluated = {}
             if self.epoch < epochs and self.epoch % self.cfg.eval.every == 0 and self.bank_built:
-                record.update(self.evaluate_splits()[1])
-            self.history.append(record)
+                evaluated = self.evaluate_members()
+            self._append(record, evaluated)
             self.save_checkpoint()
             if self.on_epoch and self.epoch < epochs:  # the last epoch is reported with the final metrics
-                self.on_epoch(dict(record))
+                self.on_epoch(self._report())
         train_seconds = spent_before + (time.perf_counter() - train_start)
-        skipped = sum(int(h["skipped_batches"]) for h in self.history)
-        skipped_steps = sum(int(h.get("skipped_steps", 0)) for h in self.history)
-        total = sum(int(h["batches"]) for h in self.history)
+        skipped = sum(int(h["skipped_batches"]) for h in self.train_history)
+        skipped_steps = sum(int(h.get("skipped_steps", 0)) for h in self.train_history)
+        total = sum(int(h["batches"]) for h in self.train_history)
         if self.model.trains and total and skipped + skipped_steps == total:
             raise TrainingError(f"every one of the {total} training batches had a non-finite loss or gradient "
                                 f"({skipped} losses, {skipped_steps} gradients); no metrics of an untrained model are reported")
         self.build_banks()  # the end-of-training build (a no-op when already built)
-        final, final_record = self.evaluate_splits()
-        last_record = {"epoch": self.epoch, **final_record}
-        if self.history and self.history[-1]["epoch"] == self.epoch:
-            self.history[-1].update(last_record)
-        else:
-            self.history.append({**last_record, "skipped_batches": 0, "skipped_steps": 0, "batches": 0})
+        finals = self.evaluate_members()
+        if not (self.train_history and self.train_history[-1]["epoch"] == self.epoch):
+            self._append({"epoch": self.epoch, "skipped_batches": 0, "skipped_steps": 0, "batches": 0}, {})
+        for m in self.members:
+            m.history[-1].update({"epoch": self.epoch, **finals[m.name][1]})
         if self.on_epoch:
-            self.on_epoch(dict(self.history[-1], final=True))
-        best = select_epoch(self.history, "composite")
-        by_val = select_epoch(self.history, "val/composite")
+            self.on_epoch(self._report(final=True))
+        totals = dict(skipped_batches=skipped, total_batches=total, skipped_steps=skipped_steps, train_seconds=train_seconds,
+                      optimizer_steps=total - skipped - skipped_steps if self.model.trains else 0)
+        self.outcomes = {m.name: self._outcome(m, *finals[m.name], totals) for m in self.members}
+        return self.outcomes[self.members[0].name]
+
+    def _outcome(self, m: Member, final: Evaluation, final_record: dict[str, float], totals: dict[str, Any]) -> TrainOutcome:
+        best = select_epoch(m.history, "composite")
+        by_val = select_epoch(m.history, "val/composite")
         return TrainOutcome(
-            history=self.history,
+            history=m.history,
             last={k: final_record[k] for k in METRIC_KEYS},
             best_on_test={k: float(best[k]) for k in METRIC_KEYS},
             best_epoch=int(best["epoch"]),
             final=final,
-            skipped_batches=skipped,
-            total_batches=total,
-            train_seconds=train_seconds,
-            bank_stats=self.bank_stats,
+            bank_stats=m.bank_stats,
             best_on_val={k: float(by_val[k]) for k in METRIC_KEYS} if by_val else {},
             best_val_epoch=int(by_val["epoch"]) if by_val else None,
             val_last={k: final_record[f"val/{k}"] for k in SPLIT_METRICS} if by_val else {},
-            skipped_steps=skipped_steps,
             resumed_code=self.resumed_code,
             student_only={k: float(v) for k, v in final_record.items() if k.startswith(("student_only/", "val/student_only/"))},
-            optimizer_steps=total - skipped - skipped_steps if self.model.trains else 0,
             calibration_shared=self.calibration_shared,
+            **totals,
         )

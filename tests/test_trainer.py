@@ -124,11 +124,16 @@ def test_killed_trial_resumes_to_the_same_metrics(synth_root, tiny, tmp_path):
     cfg.save(tmp_path / "cfg.yaml")
     script = tmp_path / "killable.py"
     script.write_text(KILLABLE)
-    straight = run_trial(cfg, tmp_path / "straight")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the uninterrupted run and the resumed one in the same environment (the BLAS and FAISS thread
+    # settings of a process can move the last bits of a bank distance)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "cfg.yaml"), str(tmp_path / "straight")], env=env, check=True,
+                   capture_output=True)
+    straight = json.loads((tmp_path / "straight" / "result.json").read_text())
 
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "cfg.yaml"), str(out), "slow"],
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            stdout=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 300
     for line in proc.stdout:
         if line.strip() == "EPOCH 2" or time.time() > deadline:
@@ -139,7 +144,8 @@ def test_killed_trial_resumes_to_the_same_metrics(synth_root, tiny, tmp_path):
     state = torch.load(out / CHECKPOINT, weights_only=True)
     assert state["epoch"] == 2 and not (out / "result.json").exists()
 
-    resumed = run_trial(cfg, out)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "cfg.yaml"), str(out)], env=env, check=True, capture_output=True)
+    resumed = json.loads((out / "result.json").read_text())
     for key in METRIC_KEYS:
         assert resumed[f"last/{key}"] == pytest.approx(straight[f"last/{key}"], abs=1e-6), key
         assert resumed[f"best_on_test/{key}"] == pytest.approx(straight[f"best_on_test/{key}"], abs=1e-6), key

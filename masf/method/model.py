@@ -29,6 +29,7 @@ from masf.method.amfd import (
     spatial_patch_mask,
     views,
 )
+from masf.features import tensor_digest
 from masf.method.samb import SAMB
 from masf.method.scores import Scores, gaussian_blur
 from masf.method.sdm import SDM
@@ -79,6 +80,9 @@ class MASF(nn.Module):
         self.ttsa_seed = t.seed
         self.test_mask_seed = seed + 7919
         self.loss_terms: dict[str, float] = {}  # the last training batch's terms, per scale
+        # component maps already computed in this evaluation, by (kind, module, input digest, seeds): members of a
+        # training group share one (see Trainer.evaluate_members); None: nothing is kept
+        self.memo: Optional[dict] = None
 
     # ------------------------------------------------------------ training
 
@@ -182,12 +186,14 @@ class MASF(nn.Module):
         return self.cfg.ughf.normalize == "quantile"
 
     @torch.no_grad()
-    def prepare_scoring(self, train_images: Callable[[], Iterable[torch.Tensor]], calibration_images: Callable[[], Iterable[torch.Tensor]]) -> dict[str, float]:
+    def prepare_scoring(self, train_images: Callable[[], Iterable[torch.Tensor]], calibration_images: Callable[[], Iterable[torch.Tensor]],
+                        recalibrate: bool = True) -> dict[str, float]:
         """Before an evaluation: the student's BatchNorm statistics recomputed on the training normals in
-        the scoring regime (``amfd.bn_recalibration``), then the per-scale quantiles on the calibration
-        normals (``ughf.normalize``). Returns what it measured, for the epoch's record."""
+        the scoring regime (``amfd.bn_recalibration``; ``recalibrate`` False: done already for a student shared
+        with another scoring), then the per-scale quantiles on the calibration normals (``ughf.normalize``).
+        Returns what it measured, for the epoch's record."""
         out: dict[str, float] = {}
-        if self.cfg.amfd.bn_recalibration and self.students is not None:
+        if self.cfg.amfd.bn_recalibration and self.students is not None and recalibrate:
             self.recalibrate_bn(train_images())
         if self.calibrates:
             out.update(self.calibrate(calibration_images()))
@@ -299,14 +305,33 @@ class MASF(nn.Module):
     @torch.no_grad()
     def _components(self, x: torch.Tensor, seeds: Optional[list[int]] = None, bank: bool = True) -> tuple[Optional[list], Optional[list]]:
         """Normalised images -> (per-scale cosine maps or None, per-scale bank maps or None), at feature resolution."""
-        feats = self.teacher(x)
+        memo = self.memo
+        digest = tensor_digest(x) if memo is not None else ""
+        feats: list[torch.Tensor] = []
+
+        def teacher() -> list[torch.Tensor]:  # the teacher's maps, computed when a component needs them
+            if not feats:
+                feats.extend(self.teacher(x))
+            return feats
+
         cos = banks = None
         if self.students is not None:
-            cos = self._cosine_maps(feats, seeds if seeds is not None else image_seeds(x, self.test_mask_seed))
+            seeds = seeds if seeds is not None else image_seeds(x, self.test_mask_seed)
+            key = ("cosine", id(self.students), digest, tuple(seeds))
+            cos = memo.get(key) if memo is not None else None
+            if cos is None:
+                cos = self._cosine_maps(teacher(), seeds)
+                if memo is not None:
+                    memo[key] = cos
         if self.banks is not None and bank:
             if not all(b.fitted for b in self.banks):
                 raise RuntimeError("score() before build_banks()")
-            banks = [b.score(t) for b, t in zip(self.banks, feats)]
+            key = ("bank", id(self.banks), digest)
+            banks = memo.get(key) if memo is not None else None
+            if banks is None:
+                banks = [b.score(t) for b, t in zip(self.banks, teacher())]
+                if memo is not None:
+                    memo[key] = banks
         return cos, banks
 
     def _normalised(self, maps: list[torch.Tensor], ranges: torch.Tensor) -> list[torch.Tensor]:
