@@ -1,8 +1,9 @@
 """Paper-style tables from a sweep's trial runs: per category (Table 3) and per variant (Table 4).
 
 Pure pandas and matplotlib; the runs are the dicts of ``masf.runner.tracking.load_trial_runs``.
-Values are percentages, mean ± sample std (ddof=1) over the finished seeds. A failed,
-running or missing trial shows as such and is left out of every mean, never counted as 0.
+Values are percentages, mean ± sample std (ddof=1) over the finished seeds. A failed, timed-out
+(failed because the sweep's watchdog stopped it, masf/runner/watchdog.py), running or missing
+trial shows as such and is left out of every mean, never counted as 0.
 "last epoch" is the headline; beside it the epoch chosen on validation ("validation-selected") and
 the test-selected best epoch, labelled "test-selected (paper protocol)".
 A run whose variant was defined otherwise than the registry's entry of that name now (its
@@ -33,6 +34,7 @@ from masf.errors import MasfError  # noqa: E402
 from masf.fingerprint import variant_fingerprint  # noqa: E402
 from masf.metrics import SELECTIONS as TRIAL_SELECTIONS  # noqa: E402
 from masf.readings import DEFAULT_READING  # noqa: E402
+from masf.runner.watchdog import TIMED_OUT, is_timeout  # noqa: E402
 from masf.variants import get_variant, list_variants  # noqa: E402
 
 SELECTIONS = dict(zip(TRIAL_SELECTIONS, ("last epoch", "validation-selected", "test-selected (paper protocol)")))
@@ -45,7 +47,7 @@ STUDENT_NOTE = "student-only image AUROC: the student's cosine maps alone, last 
 _TEXT = ("warnings", "notes")  # left-aligned columns
 ALL_SWEEPS = "all"  # --sweep all: merge every sweep of the experiment
 _STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running", "SCHEDULED": "running"}
-_WORST = ["failed", "killed", "no result", "running", "missing", "finished"]  # what a category with no result shows
+_WORST = ["failed", TIMED_OUT, "killed", "no result", "running", "missing", "finished"]  # what a category with no result shows
 _INFO = ["preset", "backbone", "weights_source", "device"]  # tags kept per trial
 _BASE = ["sweep", "trial_key", "category", "variant", "seed", "status", "error", "run_id", "start_time", *_INFO]
 
@@ -117,6 +119,9 @@ def _row(run: Mapping[str, Any]) -> dict[str, Any]:
     status = _STATUS.get(str(run.get("status")), str(run.get("status", "")).lower())
     if status == "finished" and "last/image_auroc" not in run:
         status = "no result"
+    error = (str(run.get("tag:masf.error", "")).strip().splitlines() or [""])[0]
+    if status == "failed" and is_timeout(error):
+        status = TIMED_OUT
     variant = run.get("tag:variant", parts[1])
     fingerprint_ok = run.get("tag:variant_fingerprint") == variant_fingerprint(variant)
     if run.get("tag:method", "masf") == "masf":  # a run without the tag ran the spec reading
@@ -126,7 +131,7 @@ def _row(run: Mapping[str, Any]) -> dict[str, Any]:
     row = {
         "sweep": run.get("tag:masf.sweep", ""), "trial_key": key, "category": run.get("tag:category", parts[0]),
         "variant": variant, "seed": int(seed), "status": status,
-        "error": (str(run.get("tag:masf.error", "")).strip().splitlines() or [""])[0],
+        "error": error,
         "run_id": run.get("run_id", ""), "start_time": int(run.get("start_time") or 0),
         **{k: str(run.get(f"tag:{k}", "")) for k in _INFO},
     }
@@ -189,6 +194,7 @@ def _seeds(seeds: Sequence[int]) -> str:
 def _notes(g: pd.DataFrame, ok: pd.DataFrame, skipped: float, total: float) -> str:
     notes = []
     for (status, error), bad in g.drop(ok.index).groupby(["status", "error"], sort=False):
+        error = error.removeprefix(f"{TIMED_OUT}: ") if status == TIMED_OUT else error  # "seed 0 timed out: no epoch report ..."
         notes.append(f"{_seeds(bad.seed.tolist())} {status}" + (f": {error[:80]}" if error else ""))
     if skipped > 0:
         notes.append(f"skipped {skipped:.0f}/{total:.0f} batches (non-finite loss)")
@@ -314,7 +320,7 @@ def category_table(df: pd.DataFrame, variant: str = "full", selection: str = "la
     table.index.name = "category"
     table.attrs.update(numbers=nums, caption=_caption(df[df.variant == variant], selection,
                        "mean ± sample std over finished seeds (one seed: the mean alone); seeds = finished/planned; "
-                       "failed, running and missing trials are left out of the means, never counted as 0; "
+                       "failed, timed-out, running and missing trials are left out of the means, never counted as 0; "
                        "the mean row averages the per-category means; " + STUDENT_NOTE))
     return table
 
@@ -336,7 +342,7 @@ def ablation_table(df: pd.DataFrame, selection: str = "last", reference: str = "
     table.attrs.update(numbers=nums, caption=_caption(df, selection,
                        f"per variant: mean over seeds per category, then over categories; Δ = change vs {reference} in "
                        "percentage points over the categories both have (a variant of another reading: vs the reference of that reading); "
-                       "failed and missing trials left out; " + STUDENT_NOTE))
+                       "failed, timed-out and missing trials left out; " + STUDENT_NOTE))
     return table
 
 

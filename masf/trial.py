@@ -35,11 +35,13 @@ from masf.data.pseudo import ValidationSet
 from masf.data.validate import validate_or_raise
 from masf.errors import DataError, MasfError
 from masf.figures import heatmap_grid, roc_figure, score_histogram, training_curves
-from masf.fingerprint import trial_identity, variant_fingerprint
+from masf.features import FeatureCache
+from masf.fingerprint import code_fingerprint, trial_identity, variant_fingerprint
 from masf.method.model import build_detector
 from masf.readings import reading_of
+from masf.sharing import member_dir, training_fingerprint
 from masf.teacher import Teacher, build_teacher
-from masf.trainer import CHECKPOINT, METRIC_KEYS, SPLIT_METRICS, EpochCallback, Trainer
+from masf.trainer import CHECKPOINT, METRIC_KEYS, SPLIT_METRICS, EpochCallback, Member, Trainer
 
 RESULT = "result.json"
 
@@ -81,19 +83,23 @@ def _heatmap_indices(labels: np.ndarray, defect_types: list[str], n: int) -> lis
 
 @torch.no_grad()
 def time_inference(model: torch.nn.Module, dataset: MVTecDataset, ttsa: bool, batch_size: int, max_images: int = 32) -> float:
-    """Milliseconds per image of ``model.score`` (warm-up batch excluded)."""
+    """Milliseconds per image of ``model.score`` (warm-up batch excluded), the teacher's feature cache off."""
     device = next(iter(model.teacher.parameters())).device
     n = min(len(dataset), max_images)
     x = torch.stack([dataset[i]["image"] for i in range(n)]).to(device)
     model.eval()
-    model.score(x[: min(batch_size, n)], ttsa=ttsa)  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for i in range(0, n, batch_size):
-        model.score(x[i : i + batch_size], ttsa=ttsa)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    cache, model.teacher.cache = model.teacher.cache, None  # timed as a fresh image is scored
+    try:
+        model.score(x[: min(batch_size, n)], ttsa=ttsa)  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for i in range(0, n, batch_size):
+            model.score(x[i : i + batch_size], ttsa=ttsa)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    finally:
+        model.teacher.cache = cache
     return 1000.0 * (time.perf_counter() - start) / n
 
 
@@ -191,11 +197,62 @@ def run_trial(
     on_epoch: Optional[EpochCallback] = None,
     resume: bool = True,
     on_batch: Optional[Callable[[int, int], None]] = None,
+    feature_cache: Optional[FeatureCache] = None,
 ) -> dict[str, Any]:
-    """Train and evaluate one trial; return the flat result row (also written to out_dir/result.json)."""
+    """Train and evaluate one trial; return the flat result row (also written to out_dir/result.json).
+
+    ``feature_cache``: where the teacher's features are kept (masf/features.py; None: computed each time).
+    """
+    return _run(config, None, Path(out_dir), on_epoch, resume, on_batch, feature_cache)[None]
+
+
+def run_group(
+    lead: Config,
+    members: list[tuple[str, Config]],
+    out_dir: str | Path,
+    group: str,
+    on_epoch: Optional[EpochCallback] = None,
+    resume: bool = True,
+    on_batch: Optional[Callable[[int, int], None]] = None,
+    feature_cache: Optional[FeatureCache] = None,
+    lead_key: Optional[str] = None,
+) -> dict[str, dict[str, Any]]:
+    """Train ``lead``'s training part once and score it as each member (trial key, config) says; every
+    member's training part must be the lead's (masf/sharing.py). Each member's row, config, history and
+    figures go to out_dir/members/KEY (``member_dir``); returns trial key -> row."""
+    fp = training_fingerprint(lead)
+    for key, cfg in members:
+        if training_fingerprint(cfg) != fp:
+            raise MasfError(f"{key} cannot share the training of group {group}: its training part differs "
+                            f"(training fingerprint {training_fingerprint(cfg)}, the group's {fp})")
+    return _run(lead, members, Path(out_dir), on_epoch, resume, on_batch, feature_cache, group=group, lead_key=lead_key)
+
+
+def _share(lead: torch.nn.Module, model: torch.nn.Module, others: list[tuple[Config, torch.nn.Module]], cfg: Config) -> None:
+    """Make a member's detector score with the trained modules: the lead's SDM, students and UGHF scale
+    weights (learned from the students' losses), and the banks of an earlier detector with the same bank
+    config. A member without a student keeps UGHF's untrained weights, as it has when it runs alone."""
+    model.sdm = lead.sdm
+    if model.students is not None:
+        model.students, model.ughf = lead.students, lead.ughf
+    if model.banks is not None:
+        same = next((m for c, m in others if m.banks is not None and c.model.samb == cfg.model.samb), None)
+        if same is not None:
+            model.banks = same.banks
+
+
+def _run(
+    cfg: Config,
+    members: Optional[list[tuple[str, Config]]],
+    out_dir: Path,
+    on_epoch: Optional[EpochCallback],
+    resume: bool,
+    on_batch: Optional[Callable[[int, int], None]],
+    feature_cache: Optional[FeatureCache],
+    group: Optional[str] = None,
+    lead_key: Optional[str] = None,
+) -> dict[Optional[str], dict[str, Any]]:
     start = time.perf_counter()
-    cfg = config
-    out_dir = Path(out_dir)
     _check_writable(out_dir)
     if cfg.train.threads > 0:
         import faiss
@@ -205,22 +262,60 @@ def run_trial(
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     teacher = cached_teacher(cfg.model.teacher)
-    train_set, val_set, test_set = build_datasets(cfg, teacher.mean, teacher.std)
-    torch.manual_seed(cfg.train.seed)  # model init does not depend on what ran before
-    model = build_detector(cfg.model, teacher, seed=cfg.train.seed)
-    trainer = Trainer(cfg, model, train_set, test_set, out_dir, on_epoch=on_epoch, on_batch=on_batch, val_set=val_set,
-                      calibration_set=val_set.calibration if val_set is not None else None)
-    if resume and (out_dir / CHECKPOINT).exists():
-        trainer.load_checkpoint(out_dir / CHECKPOINT)  # refuses another configuration's checkpoint
-    cfg.save(out_dir / "config.yaml")
-    outcome = trainer.fit(resume=False)  # continues from the loaded checkpoint, if any
+    teacher.cache = feature_cache
+    try:
+        train_set, val_set, test_set = build_datasets(cfg, teacher.mean, teacher.std)
+        torch.manual_seed(cfg.train.seed)  # model init does not depend on what ran before
+        model = build_detector(cfg.model, teacher, seed=cfg.train.seed)
+        group_members, identity = None, None
+        if members is not None:
+            rng = torch.get_rng_state()  # the members' own modules are replaced: training sees the RNG of a lone trial
+            built: list[tuple[Config, torch.nn.Module]] = [(cfg, model)]
+            group_members = []
+            for key, mcfg in members:
+                if key == lead_key:
+                    mmodel = model
+                else:
+                    mmodel = build_detector(mcfg.model, teacher, seed=mcfg.train.seed)
+                    _share(model, mmodel, built, mcfg)
+                    built.append((mcfg, mmodel))
+                group_members.append(Member(key, mcfg, mmodel))
+            torch.set_rng_state(rng)
+            identity = {"trial": f"group {group}", "config": training_fingerprint(cfg), "code": code_fingerprint()}
+        trainer = Trainer(cfg, model, train_set, test_set, out_dir, on_epoch=on_epoch, on_batch=on_batch, val_set=val_set,
+                          calibration_set=val_set.calibration if val_set is not None else None,
+                          members=group_members, identity=identity)
+        if resume and (out_dir / CHECKPOINT).exists():
+            trainer.load_checkpoint(out_dir / CHECKPOINT)  # refuses another configuration's checkpoint
+        if members is None:
+            cfg.save(out_dir / "config.yaml")
+        trainer.fit(resume=False)  # continues from the loaded checkpoint, if any
+        rows = {}
+        for m in trainer.members:
+            mdir = out_dir if members is None else member_dir(out_dir, m.name)
+            mdir.mkdir(parents=True, exist_ok=True)
+            if members is not None:
+                m.cfg.save(mdir / "config.yaml")
+            extra = {"training_group": group, "scored_from": lead_key, "group_members": len(members),
+                     "training_fingerprint": training_fingerprint(cfg)} if members is not None else {}
+            rows[m.name] = _finish(m.cfg, m.model, trainer, trainer.outcomes[m.name], test_set, train_set, val_set,
+                                   teacher, mdir, extra, start)
+        return rows
+    finally:
+        teacher.cache = None
+
+
+def _finish(cfg: Config, model: torch.nn.Module, trainer: Trainer, outcome: Any, test_set: MVTecDataset, train_set: Any,
+            val_set: Any, teacher: Teacher, out_dir: Path, extra: dict[str, Any], start: float) -> dict[str, Any]:
+    """A member's timings, history, figures and result row, written to out_dir."""
     bs = cfg.data.eval_batch_size
 
     def timed(ttsa: bool) -> Optional[float]:
         n = cfg.eval.timing_images
         return round(time_inference(model, test_set, ttsa, bs, max_images=n), 3) if n > 0 else None
 
-    extra: dict[str, Any] = {
+    extra = {
+        **extra,
         "infer_ms_per_image": timed(False),
         "infer_ms_per_image_ttsa": timed(True),
         "device": str(trainer.device),
@@ -231,6 +326,7 @@ def run_trial(
         "val_images": len(val_set) if val_set is not None else 0,
         "calibration_images": len(val_set.calibration) if val_set is not None and val_set.calibration is not None else 0,
         "torch_version": torch.__version__,
+        **(teacher.cache.stats() if teacher.cache is not None else {}),
     }
     (out_dir / "history.json").write_text(json.dumps(outcome.history, indent=1))
     figures = write_figures(cfg, model, test_set, outcome, out_dir, teacher.mean, teacher.std) if cfg.eval.figures else []

@@ -92,11 +92,18 @@ def test_killed_driver_resumes_without_reruns(synth_root, tmp_path):
 
     resumed = cli(*args, "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # full and no_ttsa of a category are one training group (masf/sharing.py): one Ray trial, two results
     for key in finished_before:  # finished trials are not rerun: reported as done before, never started again
         assert f"{key}: started" not in resumed.stdout
         assert f"{key}: already finished" in resumed.stdout or f"{key}: finished before the stop" in resumed.stdout
-        assert len(list((tmp_path / "masf-runs").glob(f"*/{key.replace('/', '__')}-*"))) == 1  # one Ray trial ever
+        category = key.split("/")[0]
+        assert len(list((tmp_path / "masf-runs").glob(f"*/{category}__full+1__seed0-*"))) == 1  # one Ray trial ever
     runs = _children(tmp_path, "resume")
     keys = Counter(r["tag:masf.trial_key"] for r in runs)
     assert keys == Counter({k: 1 for k in ("bottle/full/seed0", "bottle/no_ttsa/seed0", "carpet/full/seed0", "carpet/no_ttsa/seed0")})
     assert all(r["status"] == "FINISHED" and "last/pro" in r for r in runs)
+    by_key = {r["tag:masf.trial_key"]: r for r in runs}
+    for category in ("bottle", "carpet"):  # the member's run names the run it was scored from
+        member, lead = by_key[f"{category}/no_ttsa/seed0"], by_key[f"{category}/full/seed0"]
+        assert member["tag:masf.scored_from"] == f"{category}/full/seed0" and member["tag:masf.scored_from_run"] == lead["run_id"]
+        assert member["tag:masf.training_group"] == f"{category}/full+1/seed0"

@@ -46,6 +46,13 @@ def run(
         None, "--reuse-workers/--fresh-workers",
         help="Run the next trial in a finished trial's worker process (imports and backbone kept) or start a fresh "
              "process per trial (memory, GPU included, fully released). Default: reuse on a local Ray, fresh on a cluster."),
+    share: bool = typer.Option(
+        True, "--share/--no-share",
+        help="Variants that differ only in how they score (no_ttsa, no_samb, bank_only beside full) share one "
+             "training and are scored from it (masf/sharing.py); --no-share trains each trial alone."),
+    feature_cache_gb: float = typer.Option(
+        20.0, "--feature-cache-gb",
+        help="Keep the teacher's features in STORAGE/feature-cache up to this size, for every trial of the sweep (0: in memory only, per trial)."),
     resume: bool = typer.Option(False, "--resume", help="Finish a stopped sweep (same arguments): only missing trials run."),
     suite: Optional[str] = typer.Option(None, "--suite", help="A benchmark suite of bench/suites (or a YAML path): its categories, variants, seeds and preset, where not given here."),
 ) -> None:
@@ -79,7 +86,7 @@ def run(
         seeds=_seeds(seeds or "0"), preset=preset or "smoke", overrides=list(overrides), data_root=str(data_root) if data_root else None,
         address=address, tracking_uri=tracking_uri, experiment=experiment, storage=str(storage) if storage else None,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
-        max_failures=max_failures, resume=resume, reuse_workers=reuse_workers,
+        max_failures=max_failures, resume=resume, reuse_workers=reuse_workers, share=share, feature_cache_gb=feature_cache_gb,
     )
     console = Console(highlight=False)
     summary = run_sweep(opts, console)

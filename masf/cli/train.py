@@ -61,6 +61,7 @@ def train(
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder of the trial (result.json, figures, checkpoint)."),
     resume: bool = typer.Option(True, "--resume/--restart", help="Continue from out/checkpoint.pt when it exists and belongs to this configuration (another configuration's checkpoint stops the trial); --restart discards it."),
+    feature_cache: Optional[Path] = typer.Option(None, "--feature-cache", help="Folder that keeps the teacher's features for later trials (default: in memory, for this trial only)."),
 ) -> None:
     """Train and evaluate one trial; print its metrics (last epoch, validation-selected and the paper's test-selected epoch)."""
     from masf.trial import run_trial  # torch and timm load here, not for --help
@@ -99,7 +100,10 @@ def train(
             if not interactive:
                 console.print(f"epoch {record['epoch']}: {info}")
 
-        row = run_trial(cfg, out, on_epoch=on_epoch, on_batch=on_batch, resume=resume)
+        from masf.features import FeatureCache
+
+        cache = FeatureCache(root=feature_cache.expanduser().resolve() if feature_cache else None)
+        row = run_trial(cfg, out, on_epoch=on_epoch, on_batch=on_batch, resume=resume, feature_cache=cache)
     console.print(metrics_table(row, f"{row['category']} / {row['variant']} / seed {row['seed']}"))
     ms, ms_ttsa = row["infer_ms_per_image"], row["infer_ms_per_image_ttsa"]
     timing = f"inference {ms:.1f} ms/img ({ms_ttsa:.1f} with TTSA)" if ms is not None else "inference not timed"

@@ -15,6 +15,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from masf.runner.watchdog import TIMED_OUT, is_timeout
+
 
 @dataclass
 class TrialRow:
@@ -27,6 +29,8 @@ class TrialRow:
     seconds: float = 0.0
     attempts: int = 0
     note: str = ""
+    timeouts: int = 0  # attempts the watchdog stopped
+    timed_out: bool = False  # failed because the watchdog stopped its last attempt
 
 
 @dataclass
@@ -99,12 +103,14 @@ class SweepProgress:
 
     def failed(self, key: str, error: str) -> None:
         row = self.rows[key]
-        row.state, row.note = "failed", error
+        row.state, row.note, row.timed_out = "failed", error, is_timeout(error)
+        row.timeouts += row.timed_out
         self._changed(f"{key}: FAILED: {error}", "red")
 
     def retrying(self, key: str, error: str) -> None:
         row = self.rows[key]
         row.note = f"retry after: {error}"
+        row.timeouts += is_timeout(error)
         self._changed(f"{key}: retrying from its last checkpoint after: {error}", "yellow")
 
     # ------------------------------------------------------------ view
@@ -125,9 +131,11 @@ class SweepProgress:
     def render(self) -> Group:
         c = self.counts()
         eta = self.eta_seconds()
+        timed_out = sum(r.timed_out for r in self.rows.values())
         head = Text(
             f"trials {len(self.rows)}: {c['pending']} pending, {c['running']} running, {c['done']} done, "
-            f"{c['failed']} failed" + (f", {c['skipped']} already done" if c["skipped"] else "")
+            f"{c['failed']} failed" + (f" ({timed_out} {TIMED_OUT})" if timed_out else "")
+            + (f", {c['skipped']} already done" if c["skipped"] else "")
             + f"   elapsed {time.time() - self.start:.0f} s" + (f"   ETA {eta:.0f} s" if eta else "")
         )
         table = Table(box=None, pad_edge=False)
@@ -137,5 +145,6 @@ class SweepProgress:
         active = [r for r in self.rows.values() if r.state in ("running", "failed")]
         recent = [r for r in self.rows.values() if r.state == "done"][-5:]
         for r in active + recent:
-            table.add_row(r.key, Text(r.state, style=colours[r.state]), f"{r.epoch}/{r.epochs}", r.metric, r.note[:80])
+            state = TIMED_OUT if r.timed_out else r.state + (f" ({r.timeouts} {TIMED_OUT})" if r.timeouts else "")
+            table.add_row(r.key, Text(state, style=colours[r.state]), f"{r.epoch}/{r.epochs}", r.metric, r.note[:80])
         return Group(head, table)

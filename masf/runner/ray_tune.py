@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Optional, Protocol
@@ -23,6 +24,7 @@ import ray
 from ray import tune
 
 from masf.errors import MasfError
+from masf.runner.watchdog import Limits, Watchdog
 
 CHECKPOINT_MARK = "trial.json"  # written into every reported checkpoint: key, epoch, final
 ARTIFACTS = ("result.json", "config.yaml", "history.json", "figures")
@@ -121,11 +123,22 @@ def _take_checkpoint(source: str | Path, work: Path) -> None:
         shutil.copy2(Path(source) / CHECKPOINT, work / CHECKPOINT)
 
 
+def _feature_cache(spec: dict[str, Any]):
+    """The sweep's teacher-feature cache (masf/features.py) of a trial spec: on disk, or memory only."""
+    from masf.features import FeatureCache
+
+    where = spec.get("feature_cache") or {}
+    if not where.get("dir"):
+        return FeatureCache(root=None)
+    return FeatureCache(root=Path(where["dir"]), limit_bytes=int(float(where.get("limit_gb", 20)) * 2**30))
+
+
 def trainable(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: one trial of ``config["trial"]``."""
+    """Ray Tune function trainable: one trial of ``config["trial"]``, or one training group (``members``):
+    one training, a result row per member (masf/sharing.py)."""
     from masf.config import config_from_dict
     from masf.trainer import CHECKPOINT
-    from masf.trial import run_trial
+    from masf.trial import run_group, run_trial
 
     spec = config["trial"]
     cfg = config_from_dict(spec["config"])
@@ -141,22 +154,38 @@ def trainable(config: dict[str, Any]) -> None:
         _take_checkpoint(spec["resume_from"], work)
     info = node_info()
     key = spec["key"]
+    members = spec.get("members")  # [{"key", "config"}]: a training group
+    keys = [m["key"] for m in members] if members else None
 
     def on_epoch(record: dict[str, Any]) -> None:
         if record.get("final"):
             return  # reported below, with the result row and the figures
-        mark = {"key": key, "epoch": record["epoch"], "final": False}
-        _report({**_numeric(record), **info, "trial_key": key}, {CHECKPOINT: work / CHECKPOINT}, mark)
+        mark = {"key": key, "epoch": record["epoch"], "final": False, "members": keys}
+        metrics = {**_numeric(record), **info, "trial_key": key}
+        if members:  # each member's record, for the driver to log under its own run
+            metrics["member_records"] = json.dumps({k: _numeric(r) for k, r in record["members"].items()})
+        _report(metrics, {CHECKPOINT: work / CHECKPOINT}, mark)
 
+    cache = _feature_cache(spec)
     try:
-        row = run_trial(cfg, work, on_epoch=on_epoch, resume=True)
+        if members:
+            rows = run_group(cfg, [(m["key"], config_from_dict(m["config"])) for m in members], work, group=key,
+                             on_epoch=on_epoch, resume=True, feature_cache=cache, lead_key=spec.get("lead"))
+        else:
+            row = run_trial(cfg, work, on_epoch=on_epoch, resume=True, feature_cache=cache)
     except MasfError as exc:
         # bad input (data, config, weights): retrying cannot help, so the trial ends
         # here with its reason instead of raising into Tune's retry loop
         tune.report({"trial_error": f"{exc.__class__.__name__}: {exc}", "final": 1, "trial_key": key, **info})
         return
+    mark = {"key": key, "epoch": cfg.train.epochs, "final": True, "members": keys}
+    if members:
+        files = {CHECKPOINT: work / CHECKPOINT, "members": work / "members"}
+        seconds = max(float(r.get("trial_seconds", 0.0)) for r in rows.values())
+        _report({"member_rows": json.dumps({k: _numeric(r) for k, r in rows.items()}), "trial_seconds": seconds,
+                 **info, "trial_key": key, "final": 1}, files, mark)
+        return
     files = {name: work / name for name in (*ARTIFACTS, CHECKPOINT)}
-    mark = {"key": key, "epoch": cfg.train.epochs, "final": True}
     _report({**_numeric(row), **info, "trial_key": key, "final": 1}, files, mark)
 
 
@@ -164,14 +193,23 @@ def trainable(config: dict[str, Any]) -> None:
 
 
 class _Bridge(tune.Callback):
+    """Tune's events for the driver (``TrialEvents``), and the watchdog that stops hung trials from outside.
+
+    ``on_step_end`` runs on every step of Tune's control loop (about ten a second, whether or not
+    any trial reports), so a trial past its wall or no-progress limit (masf/runner/watchdog.py) is
+    stopped even when it never reports again: its actor is killed, which Tune treats like any dead
+    worker (a failed attempt, retried from the last reported checkpoint within ``max_failures``).
+    """
+
     def __init__(self, events: TrialEvents):
         self.events = events
         self.attempts: dict[str, int] = {}
+        self.watchdog = Watchdog()
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its settings into the experiment folder; the driver's live
-        # objects (console, tracker) stay behind
-        return {"events": None, "attempts": dict(self.attempts)}
+        # objects (console, tracker, the watched attempts) stay behind
+        return {"events": None, "attempts": dict(self.attempts), "watchdog": Watchdog()}
 
     @staticmethod
     def _key(trial) -> str:
@@ -189,20 +227,45 @@ class _Bridge(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         key = self._key(trial)
         self.attempts[key] = self.attempts.get(key, 0) + 1
+        # called for every attempt (a fresh actor, a reused one, a retry), never for a trial still waiting
+        self.watchdog.started(key, Limits.of(trial.config["trial"]["config"]), time.monotonic())
         self.events.started(key, self.attempts[key])
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.watchdog.reported(self._key(trial), time.monotonic())
         self.events.reported(self._key(trial), dict(result))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self.watchdog.ended(self._key(trial))  # a result that came in as the watchdog fired stands
         ckpt = trial.checkpoint
         self.events.completed(self._key(trial), dict(trial.last_result or {}), ckpt.path if ckpt else None)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self.events.retrying(self._key(trial), self._error(trial))
+        key = self._key(trial)
+        self.events.retrying(key, self.watchdog.ended(key) or self._error(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.events.failed(self._key(trial), self._error(trial))
+        key = self._key(trial)
+        self.events.failed(key, self.watchdog.ended(key) or self._error(trial))
+
+    def on_step_end(self, iteration, trials, **info):
+        due = self.watchdog.due(time.monotonic())
+        for trial in trials if due else ():
+            if self._key(trial) in due:
+                self._stop(trial, due[self._key(trial)])
+
+    @staticmethod
+    def _stop(trial, reason: str) -> None:
+        """Kill a running trial's actor from the driver (Ray 2.60: ``Trial.temporary_state.ray_actor``).
+
+        Tune then sees the actor's pending task fail with ``ActorDiedError``, exactly as when its worker
+        process is killed, and retries or fails the trial; a trial that is not running is left alone.
+        """
+        actor = trial.temporary_state.ray_actor if trial.status == trial.RUNNING else None
+        if actor is None:
+            logging.getLogger(__name__).warning("watchdog: %s is %s, no actor to stop (%s)", trial.config["trial"]["key"], trial.status, reason)
+            return
+        ray.kill(actor, no_restart=True)
 
 
 def _error_line(text: str) -> str:
@@ -261,7 +324,10 @@ def run_trials(
 
 
 def find_checkpoints(experiment_dir: Path) -> dict[str, tuple[int, bool, Path]]:
-    """Latest reported checkpoint of each trial key under an experiment folder: key -> (epoch, final, dir)."""
+    """Latest reported checkpoint of each trial key under an experiment folder: key -> (epoch, final, dir).
+
+    A training group's checkpoints are found under the group's key; its members' results lie in
+    ``dir/members/KEY`` (masf.trial.member_dir)."""
     latest: dict[str, tuple[int, bool, Path]] = {}
     for mark in experiment_dir.glob(f"*/checkpoint_*/{CHECKPOINT_MARK}"):
         try:

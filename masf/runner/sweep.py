@@ -19,12 +19,15 @@ from rich.console import Console
 import masf
 from masf.config import flatten
 from masf.errors import MasfError
+from masf.features import FEATURES_DIR
 from masf.fingerprint import code_fingerprint, variant_fingerprint
 from masf.metrics import METRIC_KEYS, SELECTIONS, VAL_THRESHOLD_METRICS
 from masf.readings import reading_of
 from masf.runner import plan
 from masf.runner.progress import SweepProgress
 from masf.runner.tracking import Tracker, default_tracking_uri
+from masf.runner.watchdog import is_timeout
+from masf.sharing import has_student, member_dir, plan_groups
 
 EPOCH_KEYS = ("loss", "lr", "skipped_batches", "skipped_steps", "batches", "epoch_seconds", "eval_seconds",
               "val_eval_seconds", "composite")
@@ -33,7 +36,8 @@ SELECTION_PREFIXES = tuple(f"{s}/" for s in SELECTIONS) + ("val/", "student_only
 RESULT_METRICS = (
     "best_epoch", "best_val_epoch", "skipped_batches", "skipped_steps", "total_batches", "train_seconds", "eval_seconds",
     "trial_seconds", "infer_ms_per_image", "infer_ms_per_image_ttsa", "test_images", "train_images", "val_images",
-    "bank_seconds", "optimizer_steps", "calibration_images",
+    "bank_seconds", "optimizer_steps", "calibration_images", "group_members", "feature_cache_hits", "feature_cache_misses",
+    "feature_cache_writes", "feature_cache_full",
 )
 
 
@@ -59,6 +63,10 @@ class SweepOptions:
     # None: reuse worker processes on a local Ray (no per-trial start-up), a fresh process per trial
     # on a cluster (each trial's memory, GPU memory included, is released with its process)
     reuse_workers: Optional[bool] = None
+    # trials that differ only in how they score share one training (masf/sharing.py)
+    share: bool = True
+    # the teacher's features of the sweep's images, kept in STORAGE/feature-cache up to this size (0: in memory only)
+    feature_cache_gb: float = 20.0
 
 
 @dataclass
@@ -95,6 +103,7 @@ class _Driver:
 
     def __init__(self, specs: dict[str, plan.TrialSpec], tracker: Tracker, progress: SweepProgress, summary: SweepSummary, version: str):
         self.specs, self.tracker, self.progress, self.summary, self.version = specs, tracker, progress, summary, version
+        self.timeouts: dict[str, int] = {}  # key -> attempts the watchdog stopped (masf.timeouts tag)
 
     def _tags(self, key: str) -> dict[str, str]:
         s = self.specs[key]
@@ -105,6 +114,7 @@ class _Driver:
             "reading": reading_of(flatten(s.config)),
             "code_version": self.version, "code_fingerprint": code_fingerprint(),
             "config_fingerprint": s.fingerprint, "variant_fingerprint": variant_fingerprint(s.variant),
+            **({"masf.timeouts": str(self.timeouts[key])} if self.timeouts.get(key) else {}),
         }
 
     def started(self, key: str, attempt: int) -> None:
@@ -127,7 +137,8 @@ class _Driver:
         self.tracker.submit({"kind": "epoch", "trial": key, "step": int(result.get("epoch", 0)), "metrics": metrics,
                              "tags": tags, "time": time.time()})
 
-    def completed(self, key: str, result: dict[str, Any], checkpoint_dir: Optional[str]) -> None:
+    def completed(self, key: str, result: dict[str, Any], checkpoint_dir: Optional[str], count_seconds: bool = True) -> None:
+        """``count_seconds`` False: a member of a training group whose seconds another member counted."""
         if result.get("trial_error"):
             self.failed(key, str(result["trial_error"]))
             return
@@ -137,7 +148,8 @@ class _Driver:
             return
         self.progress.done(key, row)
         self.summary.done.append(key)
-        self.summary.trial_seconds += float(row.get("trial_seconds", 0.0))
+        if count_seconds:
+            self.summary.trial_seconds += float(row.get("trial_seconds", 0.0))
 
     def recovered(self, key: str, checkpoint_dir: str) -> None:
         """A trial that finished before the driver stopped but was never logged: log it from its final checkpoint."""
@@ -170,17 +182,74 @@ class _Driver:
             self.tracker.submit({"kind": "epoch", "trial": key, "step": int(last.get("epoch", 0)),
                                  "metrics": self._epoch_metrics(last), "tags": {}, "time": time.time()})
         tags = {**self._tags(key), **{k: str(row[k]) for k in ("device", "ray_node", "host") if k in row}}
+        if row.get("training_group"):  # scored from a shared training: which, and from which trial's run
+            tags.update({"masf.training_group": str(row["training_group"]), "masf.scored_from": str(row["scored_from"]),
+                         "training_fingerprint": str(row.get("training_fingerprint", ""))})
         self.tracker.submit({"kind": "trial_end", "trial": key, "step": int(row.get("epochs", 0)), "metrics": metrics,
-                             "tags": tags, "artifacts": artifacts, "time": time.time()})
+                             "tags": tags, "artifacts": artifacts, "time": time.time(),
+                             "run_tags": {"masf.scored_from_run": str(row["scored_from"])} if row.get("training_group") else {}})
         return row
 
+    def _count_timeout(self, key: str, error: str) -> None:
+        if is_timeout(error):  # the watchdog stopped this attempt (masf/runner/watchdog.py)
+            self.timeouts[key] = self.timeouts.get(key, 0) + 1
+
     def failed(self, key: str, error: str) -> None:
+        self._count_timeout(key, error)
         self.progress.failed(key, error)
         self.summary.failed[key] = error
         self.tracker.submit({"kind": "trial_failed", "trial": key, "error": error, "tags": self._tags(key), "time": time.time()})
 
     def retrying(self, key: str, error: str) -> None:
+        self._count_timeout(key, error)
         self.progress.retrying(key, error)
+
+
+class _Fanout:
+    """TrialEvents of Tune trials, some of which are training groups, as events of the sweep's trials.
+
+    A group's attempt starts, retries and fails for each member; each epoch report carries every member's
+    record (``member_records``) and the final checkpoint every member's result folder (members/KEY).
+    """
+
+    def __init__(self, driver: _Driver, groups: dict[str, list[str]]):
+        self.driver, self.groups = driver, groups
+
+    def _members(self, key: str) -> list[str]:
+        return self.groups.get(key, [key])
+
+    def started(self, key: str, attempt: int) -> None:
+        for k in self._members(key):
+            self.driver.started(k, attempt)
+
+    def reported(self, key: str, result: dict[str, Any]) -> None:
+        if key not in self.groups:
+            self.driver.reported(key, result)
+            return
+        if result.get("final"):
+            return
+        shared = {k: result[k] for k in ("ray_node", "host", "node_ip") if k in result}
+        for k, record in json.loads(result.get("member_records") or "{}").items():
+            self.driver.reported(k, {**record, **shared})
+
+    def completed(self, key: str, result: dict[str, Any], checkpoint_dir: Optional[str]) -> None:
+        if key not in self.groups or result.get("trial_error"):
+            for k in self._members(key):
+                self.driver.completed(k, result, checkpoint_dir)
+            return
+        rows = json.loads(result.get("member_rows") or "{}")
+        shared = {k: result[k] for k in ("ray_node", "host") if k in result}
+        for i, k in enumerate(rows):  # the members of this attempt (finished members of a resumed group are not in it)
+            where = str(member_dir(checkpoint_dir, k)) if checkpoint_dir else None
+            self.driver.completed(k, {**rows[k], **shared}, where, count_seconds=i == len(rows) - 1)  # the last: the group's time
+
+    def failed(self, key: str, error: str) -> None:
+        for k in self._members(key):
+            self.driver.failed(k, error)
+
+    def retrying(self, key: str, error: str) -> None:
+        for k in self._members(key):
+            self.driver.retrying(k, error)
 
 
 def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSummary:
@@ -241,7 +310,11 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
     tracker.start()
     try:
         specs = {t.key: t for t in trials}
-        epochs = {t.key: (t.config["train"]["epochs"] if t.config["model"]["method"] == "masf" and t.config["model"]["amfd"]["enabled"] else 0) for t in trials}
+        groups = plan_groups(trials) if opts.share else []
+        in_group = {k: g for g in groups for k in g.members}
+        epochs = {t.key: (t.config["train"]["epochs"] if has_student(specs[in_group[t.key].lead if t.key in in_group else t.key].config)
+                          else 0) for t in trials}
+        cache = {"dir": str(storage / FEATURES_DIR), "limit_gb": opts.feature_cache_gb} if opts.feature_cache_gb > 0 else {}
         if not opts.resume:
             ckpts = {}  # a fresh sweep starts every trial from scratch
         start = time.time()
@@ -249,6 +322,8 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
             driver = _Driver(specs, tracker, progress, summary, code_version())
             todo = []
             for key, spec in specs.items():
+                if key in in_group:
+                    continue
                 found = ckpts.get(key)
                 if key in finished:
                     progress.skipped(key, "already finished")
@@ -256,10 +331,26 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
                 elif found and found[1]:  # finished on Ray, never logged: log it, do not rerun
                     driver.recovered(key, str(found[2]))
                 else:
-                    todo.append({"key": key, "config": spec.config, "cpus": opts.cpus_per_trial,
+                    todo.append({"key": key, "config": spec.config, "cpus": opts.cpus_per_trial, "feature_cache": cache,
+                                 "resume_from": str(found[2]) if found else None})
+            for g in groups:  # one training each; a member finished before is not scored again
+                found = ckpts.get(g.key)
+                left = []
+                for key in g.members:
+                    if key in finished:
+                        progress.skipped(key, "already finished")
+                        summary.skipped.append(key)
+                    elif found and found[1] and (member_dir(found[2], key) / "result.json").exists():
+                        driver.recovered(key, str(member_dir(found[2], key)))
+                    else:
+                        left.append(key)
+                if left:
+                    todo.append({"key": g.key, "config": specs[g.lead].config, "lead": g.lead, "cpus": opts.cpus_per_trial,
+                                 "members": [{"key": k, "config": specs[k].config} for k in left], "feature_cache": cache,
                                  "resume_from": str(found[2]) if found else None})
             reuse = opts.address is None if opts.reuse_workers is None else opts.reuse_workers
-            ray_tune.run_trials(todo, name, storage, driver, opts.cpus_per_trial, gpus, opts.max_concurrent,
+            events = _Fanout(driver, {t["key"]: [m["key"] for m in t["members"]] for t in todo if "members" in t})
+            ray_tune.run_trials(todo, name, storage, events, opts.cpus_per_trial, gpus, opts.max_concurrent,
                                 opts.max_failures, reuse_workers=reuse)
     except BaseException:
         tracker.stop(deadline_s=10.0)  # what the trials reported so far: logged, or kept in the spool

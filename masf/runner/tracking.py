@@ -289,7 +289,9 @@ class Tracker:
             retry(lambda: client.update_run(run_id, status="RUNNING"))
             self._log_params(client, run_id, event.get("params", {}))
         elif kind in ("epoch", "trial_end"):
-            run_id = self._child(client, key, event.get("tags", {}))
+            # run_tags: tag -> another trial's key, logged as that trial's run id (e.g. the run a member was scored from)
+            links = {tag: self.runs[other] for tag, other in event.get("run_tags", {}).items() if other in self.runs}
+            run_id = self._child(client, key, {**event.get("tags", {}), **links})
             step = int(event.get("step", 0))
             metrics = [Metric(k, float(v), now, step) for k, v in event.get("metrics", {}).items()]
             for chunk in _chunks(metrics, 500):

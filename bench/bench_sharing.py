@@ -1,0 +1,117 @@
+"""Trial-seconds of the paper's ablation grid with and without shared trainings and the feature cache.
+
+The grid: one category, every registered variant (baselines included), several seeds. Two ways, in
+one process, one after the other for each seed (the order alternates between seeds, so drift of a
+shared machine falls on both):
+
+- alone: every trial trains and scores alone, the teacher's features computed each time;
+- shared: the trials of one training part (masf/sharing.py) run as one group, every trial reads the
+  teacher's features from one disk cache (as a sweep's trials do, STORAGE/feature-cache).
+
+It checks that both ways give exactly the same metrics for every trial, and writes the seconds.
+
+    python -m bench.bench_sharing --data-root DIR --category carpet --preset smoke --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from masf.config import build_config
+from masf.features import FeatureCache
+from masf.sharing import plan_groups, training_fingerprint
+from masf.trial import run_group, run_trial
+from masf.variants import list_variants
+
+SCORED = ("last/", "best_on_val/", "best_on_test/", "val/", "student_only/")
+
+
+def _metrics(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k.startswith(SCORED)}
+
+
+def run_alone(trials: list, out: Path) -> tuple[float, dict]:
+    rows, start = {}, time.perf_counter()
+    for t in trials:
+        rows[t.key] = run_trial(t.cfg, out / t.key.replace("/", "__"))
+    return time.perf_counter() - start, rows
+
+
+def run_shared(trials: list, out: Path, cache: FeatureCache) -> tuple[float, dict]:
+    by_key = {t.key: t for t in trials}
+    groups = plan_groups(trials)
+    grouped = {k for g in groups for k in g.members}
+    rows, start = {}, time.perf_counter()
+    for g in groups:
+        rows.update(run_group(by_key[g.lead].cfg, [(k, by_key[k].cfg) for k in g.members], out / g.key.replace("/", "__"),
+                              group=g.key, feature_cache=cache, lead_key=g.lead))
+    for t in trials:
+        if t.key not in grouped:
+            rows[t.key] = run_trial(t.cfg, out / t.key.replace("/", "__"), feature_cache=cache)
+    return time.perf_counter() - start, rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", required=True)
+    ap.add_argument("--category", default="carpet")
+    ap.add_argument("--preset", default="smoke")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--set", action="append", default=[], dest="overrides")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="bench/results/sharing.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="masf-sharing-"))
+    cache = FeatureCache(root=work / "feature-cache")
+    per_seed, equal, total = [], True, {"alone": 0.0, "shared": 0.0}
+    try:
+        for i, seed in enumerate(seeds):
+            trials = []
+            for v in list_variants():
+                cfg = build_config(args.preset, [*args.overrides, f"data.root={args.data_root}", f"data.category={args.category}",
+                                                 f"train.seed={seed}", f"train.threads={args.threads}", "eval.figures=false"], variant=v)
+                trials.append(SimpleNamespace(key=f"{args.category}/{v}/seed{seed}", category=args.category, variant=v, seed=seed,
+                                              cfg=cfg, config=cfg.to_dict()))
+            trained = [t for t in trials if t.cfg.model.method == "masf" and t.cfg.model.amfd.enabled]
+            order = ["alone", "shared"] if i % 2 == 0 else ["shared", "alone"]
+            seconds, rows = {}, {}
+            for way in order:
+                out = work / f"{way}-seed{seed}"
+                seconds[way], rows[way] = run_alone(trials, out) if way == "alone" else run_shared(trials, out, cache)
+                print(f"seed {seed} {way}: {seconds[way]:.1f} s", flush=True)
+            same = all(_metrics(rows["alone"][k]) == _metrics(rows["shared"][k]) for k in rows["alone"])
+            equal &= same
+            per_seed.append({"seed": seed, "order": order, **{f"{w}_s": round(s, 1) for w, s in seconds.items()},
+                             "ratio": round(seconds["shared"] / seconds["alone"], 3), "metrics_equal": same,
+                             "trainings_alone": len(trained), "trainings_shared": len({training_fingerprint(t.cfg) for t in trained})})
+            for w in seconds:
+                total[w] += seconds[w]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = {
+        "command": "python -m bench.bench_sharing " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                                                               if k != "overrides") + "".join(f" --set {o}" for o in args.overrides),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node(),
+        "variants": list_variants(), "seeds": seeds, "per_seed": per_seed,
+        "alone_s": round(total["alone"], 1), "shared_s": round(total["shared"], 1),
+        "ratio": round(total["shared"] / total["alone"], 3), "metrics_equal": equal, "cache": cache.stats(),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
