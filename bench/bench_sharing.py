@@ -6,7 +6,9 @@ shared machine falls on both):
 
 - alone: every trial trains and scores alone, the teacher's features computed each time;
 - shared: the trials of one training part (masf/sharing.py) run as one group, every trial reads the
-  teacher's features from one disk cache (as a sweep's trials do, STORAGE/feature-cache).
+  teacher's features from one disk cache (as a sweep's trials do, STORAGE/feature-cache);
+- and, with ``--ways``, the two parts apart: ``shared-nocache`` (groups, features computed each
+  time) and ``alone-cache`` (every trial alone, reading the disk cache).
 
 It checks that both ways give exactly the same metrics for every trial, and writes the seconds.
 
@@ -24,6 +26,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional
 
 import torch
 
@@ -40,14 +43,14 @@ def _metrics(row: dict) -> dict:
     return {k: v for k, v in row.items() if k.startswith(SCORED)}
 
 
-def run_alone(trials: list, out: Path) -> tuple[float, dict]:
+def run_alone(trials: list, out: Path, cache: Optional[FeatureCache] = None) -> tuple[float, dict]:
     rows, start = {}, time.perf_counter()
     for t in trials:
-        rows[t.key] = run_trial(t.cfg, out / t.key.replace("/", "__"))
+        rows[t.key] = run_trial(t.cfg, out / t.key.replace("/", "__"), feature_cache=cache)
     return time.perf_counter() - start, rows
 
 
-def run_shared(trials: list, out: Path, cache: FeatureCache) -> tuple[float, dict]:
+def run_shared(trials: list, out: Path, cache: Optional[FeatureCache]) -> tuple[float, dict]:
     by_key = {t.key: t for t in trials}
     groups = plan_groups(trials)
     grouped = {k for g in groups for k in g.members}
@@ -69,13 +72,15 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ways", default="alone,shared", help="of alone, shared, shared-nocache, alone-cache")
     ap.add_argument("--out", default="bench/results/sharing.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     work = Path(tempfile.mkdtemp(prefix="masf-sharing-"))
-    cache = FeatureCache(root=work / "feature-cache")
-    per_seed, equal, total = [], True, {"alone": 0.0, "shared": 0.0}
+    ways = args.ways.split(",")
+    caches = {"shared": FeatureCache(root=work / "feature-cache"), "alone-cache": FeatureCache(root=work / "feature-cache-alone")}
+    per_seed, equal, total = [], True, dict.fromkeys(ways, 0.0)
     try:
         for i, seed in enumerate(seeds):
             trials = []
@@ -85,16 +90,18 @@ def main() -> None:
                 trials.append(SimpleNamespace(key=f"{args.category}/{v}/seed{seed}", category=args.category, variant=v, seed=seed,
                                               cfg=cfg, config=cfg.to_dict()))
             trained = [t for t in trials if t.cfg.model.method == "masf" and t.cfg.model.amfd.enabled]
-            order = ["alone", "shared"] if i % 2 == 0 else ["shared", "alone"]
+            order = ways[i % len(ways):] + ways[: i % len(ways)]  # each way first once in len(ways) seeds
             seconds, rows = {}, {}
             for way in order:
                 out = work / f"{way}-seed{seed}"
-                seconds[way], rows[way] = run_alone(trials, out) if way == "alone" else run_shared(trials, out, cache)
+                run = run_shared if way.startswith("shared") else run_alone
+                seconds[way], rows[way] = run(trials, out, caches.get(way))
                 print(f"seed {seed} {way}: {seconds[way]:.1f} s", flush=True)
-            same = all(_metrics(rows["alone"][k]) == _metrics(rows["shared"][k]) for k in rows["alone"])
+            same = all(_metrics(rows[ways[0]][k]) == _metrics(rows[w][k]) for k in rows[ways[0]] for w in ways)
             equal &= same
             per_seed.append({"seed": seed, "order": order, **{f"{w}_s": round(s, 1) for w, s in seconds.items()},
-                             "ratio": round(seconds["shared"] / seconds["alone"], 3), "metrics_equal": same,
+                             **{f"ratio_{w}": round(seconds[w] / seconds["alone"], 3) for w in ways if w != "alone"},
+                             "metrics_equal": same,
                              "trainings_alone": len(trained), "trainings_shared": len({training_fingerprint(t.cfg) for t in trained})})
             for w in seconds:
                 total[w] += seconds[w]
@@ -105,8 +112,8 @@ def main() -> None:
                                                                if k != "overrides") + "".join(f" --set {o}" for o in args.overrides),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node(),
         "variants": list_variants(), "seeds": seeds, "per_seed": per_seed,
-        "alone_s": round(total["alone"], 1), "shared_s": round(total["shared"], 1),
-        "ratio": round(total["shared"] / total["alone"], 3), "metrics_equal": equal, "cache": cache.stats(),
+        **{f"{w}_s": round(total[w], 1) for w in ways}, **{f"ratio_{w}": round(total[w] / total["alone"], 3) for w in ways if w != "alone"},
+        "metrics_equal": equal, "cache": caches["shared"].stats(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))

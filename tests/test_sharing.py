@@ -121,3 +121,18 @@ def test_a_full_cache_stops_writing_and_changes_nothing(synth_root, tiny, tmp_pa
     assert small.full and 0 < small.writes < small.misses
     assert sum(p.stat().st_size for p in (tmp_path / "cache").rglob("*.pt")) <= 64 * 1024
     assert _metrics(row) == _metrics(run_trial(cfg, tmp_path / "b"))
+
+
+def test_a_group_checkpoint_belongs_to_its_training(synth_root, tiny, tmp_path):
+    from masf.trainer import CheckpointMismatch
+
+    one = {**tiny(synth_root), "train.epochs": 1, "eval.timing_images": 0}
+    lead = build_config(None, one)
+    run_group(lead, [("bottle/full/seed0", lead), ("bottle/no_ttsa/seed0", build_config(None, one, variant="no_ttsa"))],
+              tmp_path, group="bottle/full+1/seed0", lead_key="bottle/full/seed0")
+    assert json.loads((tmp_path / "members" / "bottle__no_ttsa__seed0" / "result.json").read_text())["training_group"] == \
+        "bottle/full+1/seed0"
+    other = build_config(None, {**one, "train.seed": 3})  # another training into the same folder: refused, in one line
+    with pytest.raises(CheckpointMismatch, match="belongs to another configuration") as err:
+        run_group(other, [("bottle/full/seed3", other)], tmp_path, group="bottle/full+1/seed3", lead_key="bottle/full/seed3")
+    assert "\n" not in str(err.value)
