@@ -108,6 +108,11 @@ def select_epoch(history: list[dict[str, Any]], key: str) -> Optional[dict[str, 
     return max(scored, key=lambda h: h[key]) if scored else None
 
 
+def _fit_owner(model: torch.nn.Module) -> int:
+    """What holds a detector's fitted state, shared by members that share it: MASF's banks, else the detector."""
+    return id(getattr(model, "banks", model))
+
+
 def grads_finite(params: list[torch.Tensor]) -> bool:
     """Whether every gradient of ``params`` is finite (parameters without a gradient are fine)."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -244,13 +249,11 @@ class Trainer:
         if self.grouped:  # each member's history and fitted state (banks shared by members stored once)
             fitted, index = [], {}
             for m in self.members:
-                owner = id(getattr(m.model, "banks", m.model))
-                if owner not in index and self.bank_built:
-                    index[owner] = len(fitted)
+                if self.bank_built and _fit_owner(m.model) not in index:
+                    index[_fit_owner(m.model)] = len(fitted)
                     fitted.append(m.model.fitted_state())
-                index.setdefault(owner, None)
             state["members"] = {m.fingerprint: {"history": m.history, "bank_stats": m.bank_stats,
-                                                "fitted": index[id(getattr(m.model, "banks", m.model))]} for m in self.members}
+                                                "fitted": index.get(_fit_owner(m.model))} for m in self.members}
             state["member_fitted"] = fitted
         return state
 
@@ -411,7 +414,7 @@ class Trainer:
         Gaussians). They depend only on the frozen teacher, so they are built once (see MASF-SPEC.md notes)."""
         stats: dict[int, dict[str, float]] = {}
         for m in self.members:  # banks that members share are fitted once
-            owner = id(getattr(m.model, "banks", m.model))
+            owner = _fit_owner(m.model)
             if not m.model.fitted:  # (a detector with nothing to fit, MASF without banks, is fitted)
                 m.model.to(self.device).eval()
                 images = (b["image"].to(self.device) for b in self.bank_loader)  # training normals only, never validation
