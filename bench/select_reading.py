@@ -35,8 +35,9 @@ import numpy as np
 import torch
 
 from masf.config import build_config
+from masf.evaluation import composite
 from masf.method.model import build_detector
-from masf.trainer import Trainer, composite
+from masf.trainer import Trainer
 from masf.trial import build_datasets, cached_teacher
 
 # training-shaping options, cumulative: each rung adds one reading to the one before

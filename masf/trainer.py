@@ -29,24 +29,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from masf.config import Config
 from masf.errors import MasfError, TrainingError
-from masf.fingerprint import trial_identity
+from masf.evaluation import Evaluation, composite, score_split, select_epoch
+from masf.fingerprint import config_fingerprint, trial_identity
 from masf.metrics import METRIC_KEYS as SPLIT_METRICS
-from masf.metrics import VAL_THRESHOLD_METRICS, compute_metrics, f1_at, f1_threshold
+from masf.metrics import VAL_THRESHOLD_METRICS, f1_at, f1_threshold
 
 CHECKPOINT = "checkpoint.pt"
 METRIC_KEYS = SPLIT_METRICS + VAL_THRESHOLD_METRICS  # the test metrics each selection reports
 
 EpochCallback = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class Evaluation:
-    metrics: dict[str, float]
-    image_scores: np.ndarray  # (N,)
-    labels: np.ndarray  # (N,)
-    maps: np.ndarray  # (N, H, W) fused anomaly maps
-    masks: np.ndarray  # (N, H, W) uint8
-    seconds: float
 
 
 @dataclass
@@ -87,25 +78,11 @@ class Member:
 
     @property
     def fingerprint(self) -> str:
-        from masf.fingerprint import config_fingerprint
-
         return config_fingerprint(self.cfg)
 
 
 class CheckpointMismatch(MasfError):
     """A checkpoint in the output folder belongs to another configuration."""
-
-
-def composite(metrics: dict[str, float], weights: list[float], prefix: str = "") -> float:
-    """The paper's selection score: w0 image AUROC + w1 pixel AUROC + w2 PRO."""
-    m = lambda k: metrics[prefix + k]  # noqa: E731
-    return weights[0] * m("image_auroc") + weights[1] * m("pixel_auroc") + weights[2] * m("pro")
-
-
-def select_epoch(history: list[dict[str, Any]], key: str) -> Optional[dict[str, Any]]:
-    """The evaluated epoch record with the highest ``key`` (the earliest on ties); None when none has it."""
-    scored = [h for h in history if np.isfinite(h.get(key, float("nan")))]
-    return max(scored, key=lambda h: h[key]) if scored else None
 
 
 def _fit_owner(model: torch.nn.Module) -> int:
@@ -309,12 +286,14 @@ class Trainer:
             self.members[0].history[:] = list(state["history"])
             return
         self.train_history[:] = list(state["history"])
-        saved = state.get("members", {})
+        saved, loaded = state.get("members", {}), set()
         for m in self.members:  # a member new to the group starts from the training records (no metrics yet)
             mine = saved.get(m.fingerprint)
             m.history[:] = list(mine["history"]) if mine else [dict(r) for r in self.train_history]
             if mine and mine["fitted"] is not None and self.bank_built:
-                m.model.load_fitted_state(state["member_fitted"][mine["fitted"]])
+                if _fit_owner(m.model) not in loaded:  # banks that members share are loaded once
+                    m.model.load_fitted_state(state["member_fitted"][mine["fitted"]])
+                    loaded.add(_fit_owner(m.model))
                 m.bank_stats.update(mine["bank_stats"])
 
     # ------------------------------------------------------------ steps
@@ -444,23 +423,9 @@ class Trainer:
     def evaluate(self, ttsa: Optional[bool] = None, loader: Optional[DataLoader] = None, student_only: bool = False,
                  model: Optional[torch.nn.Module] = None) -> Evaluation:
         """Score one split (default: test) and compute its metrics; ``student_only``: the student's maps alone."""
-        model = model or self.model
-        model.eval()
-        scores, labels, maps, masks = [], [], [], []
-        start = time.perf_counter()
         kwargs = {"student_only": True, "ttsa": False} if student_only else {"ttsa": ttsa}
-        for batch in loader or self.test_loader:
-            x = batch["image"].to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                out = model.score(x, **kwargs)
-            scores.append(out.image_score.float().cpu().numpy())
-            maps.append(out.anomaly_map.float().cpu().numpy())
-            labels.append(np.asarray(batch["label"]))
-            masks.append(batch["mask"][:, 0].numpy().astype(np.uint8))
-        seconds = time.perf_counter() - start
-        s, y, m, g = np.concatenate(scores), np.concatenate(labels), np.concatenate(maps), np.concatenate(masks)
-        metrics = compute_metrics(s, y, m, g, fpr_limit=self.cfg.eval.pro_fpr_limit)
-        return Evaluation(metrics, s, y, m, g, seconds)
+        return score_split(model or self.model, loader or self.test_loader, self.device, self.amp,
+                           self.cfg.eval.pro_fpr_limit, **kwargs)
 
     def evaluate_members(self) -> dict[Optional[str], tuple[Evaluation, dict[str, float]]]:
         """:meth:`evaluate_splits` of every member. In a group the members share one memo of component maps

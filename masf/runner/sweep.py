@@ -312,8 +312,8 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
         specs = {t.key: t for t in trials}
         groups = plan_groups(trials) if opts.share else []
         in_group = {k: g for g in groups for k in g.members}
-        epochs = {t.key: (t.config["train"]["epochs"] if has_student(specs[in_group[t.key].lead if t.key in in_group else t.key].config)
-                          else 0) for t in trials}
+        training = {t.key: specs[in_group[t.key].lead].config if t.key in in_group else t.config for t in trials}
+        epochs = {t.key: t.config["train"]["epochs"] if has_student(training[t.key]) else 0 for t in trials}
         cache = {"dir": str(storage / FEATURES_DIR), "limit_gb": opts.feature_cache_gb} if opts.feature_cache_gb > 0 else {}
         if not opts.resume:
             ckpts = {}  # a fresh sweep starts every trial from scratch
