@@ -46,6 +46,9 @@ class DataConfig:
     # they are kept out of the validation split that selects (best_on_val, thresholds), for every
     # reading and method alike, so that every trial selects on the same images
     calibration_share: float = 0.5
+    # what the data is, declared by the user: "mvtec_ad" lets the leaderboard show the MASF paper's
+    # reported figures beside these results (masf/paper.py); a label, it changes no computation
+    dataset: str = ""
 
 
 @dataclass

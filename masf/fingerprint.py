@@ -28,6 +28,7 @@ OPERATIONAL_KEYS = frozenset({
     "train.threads", "train.device", "data.num_workers", "data.eval_batch_size", "model.samb.device",
     "eval.figures", "eval.heatmap_images", "eval.timing_images",
     "train.wall_limit_s", "train.stall_limit_s", "train.inject_hang_epoch",
+    "data.dataset",  # a label of the data (masf/paper.py), not of what is computed
 })
 
 

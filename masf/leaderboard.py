@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import matplotlib
 
@@ -33,6 +33,8 @@ from rich.table import Table  # noqa: E402
 from masf.errors import MasfError  # noqa: E402
 from masf.fingerprint import variant_fingerprint  # noqa: E402
 from masf.metrics import SELECTIONS as TRIAL_SELECTIONS  # noqa: E402
+from masf.paper import MVTEC_AD, PAPER_METRICS, ablation_row, category_figures, dataset_name  # noqa: E402
+from masf import stats as st  # noqa: E402
 from masf.readings import DEFAULT_READING  # noqa: E402
 from masf.runner.watchdog import TIMED_OUT, is_timeout  # noqa: E402
 from masf.variants import get_variant, list_variants  # noqa: E402
@@ -40,16 +42,26 @@ from masf.variants import get_variant, list_variants  # noqa: E402
 SELECTIONS = dict(zip(TRIAL_SELECTIONS, ("last epoch", "validation-selected", "test-selected (paper protocol)")))
 OTHER_DEFINITION = " (other definition)"
 FORMATS = ("table", "md", "csv", "latex")
-METRICS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pro": "PRO", "image_ap": "image AP"}
+TABLES = ("category", "ablation", "paired", "efficiency")
+# every metric a table can show; † marks a threshold chosen on the test split itself (an oracle threshold)
+METRICS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pro": "PRO", "image_ap": "image AP",
+           "image_f1_max": "image F1-max†", "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max†",
+           "pixel_iou_max": "pixel IoU-max†", "mad": "mAD†"}
+DEFAULT_METRICS = ("image_auroc", "pixel_auroc", "pro", "image_ap")
+# ADer's benchmark columns (image AUROC / AP / F1-max, pixel AUROC / AP / F1-max, AUPRO, IoU-max, mAD)
+ADER_METRICS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pro", "pixel_iou_max", "mad")
+METRIC_SETS = {"default": DEFAULT_METRICS, "ader": ADER_METRICS}
+TEST_THRESHOLD_NOTE = ("† threshold chosen on the test split itself (F1-max, IoU-max; mAD through its F1-max terms): "
+                       "an oracle threshold, optimistic; the validation-threshold F1 is in the per-trial rows")
 # the student's cosine maps alone (no TTSA, the same fusion over scales), at the last epoch, whatever the selection
 STUDENT_ONLY = ("student_image_auroc", "student_only/image_auroc", "student-only image AUROC")
-STUDENT_NOTE = "student-only image AUROC: the student's cosine maps alone, last epoch, no TTSA (n/a without a student)."
-_TEXT = ("warnings", "notes")  # left-aligned columns
+STUDENT_NOTE = "student-only image AUROC: the student's cosine maps alone, last epoch, no TTSA (n/a without a student)"
+_TEXT = ("warnings", "notes", "interval", "reported in")  # left-aligned columns
 ALL_SWEEPS = "all"  # --sweep all: merge every sweep of the experiment
 _STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running", "SCHEDULED": "running"}
 _WORST = ["failed", TIMED_OUT, "killed", "no result", "running", "missing", "finished"]  # what a category with no result shows
-_INFO = ["preset", "backbone", "weights_source", "device"]  # tags kept per trial
-_BASE = ["sweep", "trial_key", "category", "variant", "seed", "status", "error", "run_id", "start_time", *_INFO]
+_INFO = ["preset", "backbone", "weights_source", "device", "dataset"]  # tags kept per trial
+_BASE = ["sweep", "trial_key", "category", "variant", "seed", "status", "error", "run_id", "start_time", *_INFO, "training_group"]
 
 Trial = tuple[str, str, int]  # (category, variant, seed)
 
@@ -78,6 +90,25 @@ def check_choice(value: str, choices: Sequence[str], option: str) -> str:
     if value not in choices:
         raise LeaderboardError(f"{option}: expected one of {', '.join(choices)}, got '{value}'")
     return value
+
+
+def pick_metrics(spec: Union[str, Sequence[str], None]) -> tuple[str, ...]:
+    """--metrics: 'default', 'ader' (the field's set) or comma-separated metric keys."""
+    if spec is None:
+        return DEFAULT_METRICS
+    if isinstance(spec, str):
+        if spec.strip() in METRIC_SETS:
+            return METRIC_SETS[spec.strip()]
+        spec = [p.strip() for p in spec.split(",") if p.strip()]
+    picked = tuple(dict.fromkeys(spec))
+    bad = [m for m in picked if m not in METRICS]
+    if bad or not picked:
+        raise LeaderboardError(f"--metrics: unknown metric '{bad[0] if bad else ''}' (expected default, ader or some of {', '.join(METRICS)})")
+    return picked
+
+
+def _threshold_note(metrics: Sequence[str]) -> str:
+    return ("; " + TEST_THRESHOLD_NOTE) if any("†" in METRICS[m] for m in metrics) else ""
 
 
 # ---------------------------------------------------------------- runs -> one row per trial
@@ -134,6 +165,7 @@ def _row(run: Mapping[str, Any]) -> dict[str, Any]:
         "error": error,
         "run_id": run.get("run_id", ""), "start_time": int(run.get("start_time") or 0),
         **{k: str(run.get(f"tag:{k}", "")) for k in _INFO},
+        "training_group": str(run.get("tag:masf.training_group", "")),
     }
     row.update({k: float(v) for k, v in run.items() if k not in row and not k.startswith("tag:")
                 and isinstance(v, (int, float)) and not isinstance(v, bool)})
@@ -160,7 +192,7 @@ def runs_frame(runs: Sequence[Mapping[str, Any]], sweep: Optional[str] = None, e
             plan |= set(itertools.product(g.category.unique(), g.variant.map(base_variant).unique(), g.seed.unique()))
     seen = set(zip(df.category, df.variant.map(base_variant), df.seed))
     missing = [{"sweep": chosen[0] if len(chosen) == 1 else "", "trial_key": f"{c}/{v}/seed{s}", "category": c, "variant": v,
-                "seed": int(s), "status": "missing", "error": "", "run_id": "", "start_time": 0, **dict.fromkeys(_INFO, "")} for c, v, s in sorted(plan - seen)]
+                "seed": int(s), "status": "missing", "error": "", "run_id": "", "start_time": 0, **dict.fromkeys(_INFO, ""), "training_group": ""} for c, v, s in sorted(plan - seen)]
     df = pd.concat([df, pd.DataFrame(missing, columns=_BASE)], ignore_index=True) if missing else df
     rank = {v: i for i, v in enumerate(list_variants())}
     df = df.assign(_v=df.variant.map(lambda v: rank.get(base_variant(v), len(rank)))).sort_values(["category", "_v", "variant", "seed"])
@@ -242,10 +274,69 @@ def category_numbers(df: pd.DataFrame, variant: str = "full", selection: str = "
     return out[[f"{m}_{s}" for m in [*METRICS, STUDENT_ONLY[0]] for s in ("mean", "std")] + ["seeds_finished", "seeds_planned", "skipped_batches", "total_batches", "status", "warnings"]]
 
 
-def ablation_numbers(df: pd.DataFrame, selection: str = "last", reference: str = "full") -> pd.DataFrame:
-    """Per variant (registry order): each metric averaged over categories (seeds first) and its Δ vs ``reference``.
+RecordSource = Callable[[str, str], Optional[dict]]  # (run id, selection) -> per-image test record (masf/stats.py) or None
 
-    Δ is paired: the mean over the categories both the variant and the reference have.
+
+def _pairs(df: pd.DataFrame, variant: str, reference: str, selection: str) -> pd.DataFrame:
+    """The finished (category, seed) trials both ``variant`` and ``reference`` have: their run ids and metrics ('_ref')."""
+    cols = ["category", "seed", "run_id"] + [f"{selection}/{m}" for m in METRICS if f"{selection}/{m}" in df]
+    a = _finished(df[df.variant == variant], selection)[cols]
+    b = _finished(df[df.variant == reference], selection)[cols]
+    return a.merge(b, on=["category", "seed"], suffixes=("", "_ref"))
+
+
+def paired_interval(pairs: pd.DataFrame, selection: str, metrics: Sequence[str], records: Optional[RecordSource] = None,
+                    seed: int = 0) -> dict[str, Any]:
+    """Mean paired difference (variant - reference, percentage points) and its 95 % interval per metric.
+
+    Several seeds: per seed the mean difference over its categories, then a t interval over the seeds.
+    One seed: a paired bootstrap over test images (masf/stats.py) from the trials' per-image records,
+    when every pair has them; otherwise the difference alone.
+    Returns {metric: (diff, low, high)} under 'ci', the method, seeds and categories.
+    """
+    metrics = [m for m in metrics if f"{selection}/{m}" in pairs]
+    seeds = sorted(pairs.seed.unique())
+    out: dict[str, Any] = {"ci": {}, "seeds": len(seeds), "categories": int(pairs.category.nunique()), "method": ""}
+    if pairs.empty:
+        out["method"] = "no paired trials"
+        return out
+    diff = {m: (pairs[f"{selection}/{m}"] - pairs[f"{selection}/{m}_ref"]) * 100.0 for m in metrics}
+    if len(seeds) >= 2:
+        for m in metrics:
+            per_seed = diff[m].groupby(pairs.seed).mean()
+            out["ci"][m] = st.t_interval(per_seed.to_numpy())
+        out["method"] = f"t over {len(seeds)} seeds"
+        return out
+    recs = []
+    if records is not None:
+        for row in pairs.to_dict("records"):
+            a, b = records(row["run_id"], selection), records(row["run_id_ref"], selection)
+            if a is None or b is None:
+                recs = []
+                break
+            recs.append((a, b, {m: row[f"{selection}/{m}"] for m in metrics}, {m: row[f"{selection}/{m}_ref"] for m in metrics}))
+    usable = [m for m in metrics if m in st.STAT_METRICS]
+    if recs and usable:
+        try:
+            boot = st.paired_bootstrap(recs, usable, seed=seed)
+        except st.StatsError as exc:
+            boot, out["method"] = {}, f"one seed; no bootstrap: {exc}"
+        for m in metrics:
+            d, lo, hi = boot.get(m, (float(diff[m].mean()) / 100.0, math.nan, math.nan))
+            out["ci"][m] = (d * 100.0, lo * 100.0, hi * 100.0)
+        out["method"] = out["method"] or f"bootstrap over test images, 1 seed ({st.DRAWS} draws)"
+        return out
+    for m in metrics:
+        out["ci"][m] = (float(diff[m].mean()), math.nan, math.nan)
+    out["method"] = "1 seed, no per-image records: no interval"
+    return out
+
+
+def ablation_numbers(df: pd.DataFrame, selection: str = "last", reference: str = "full", records: Optional[RecordSource] = None) -> pd.DataFrame:
+    """Per variant (registry order): each metric averaged over categories (seeds first) and its paired Δ vs ``reference``.
+
+    Δ is paired by seed (same seed, same data) over the (category, seed) trials both have, with a 95 %
+    interval (``paired_interval``): 'delta_M', 'low_M', 'high_M', 'excludes0_M'; 'interval' names the method.
     """
     per = {v: category_numbers(df, v, selection).drop(index="mean") for v in variants_in(df)}
     rows = {}
@@ -256,9 +347,12 @@ def ablation_numbers(df: pd.DataFrame, selection: str = "last", reference: str =
         have = cn[cn.seeds_finished > 0]
         row: dict[str, Any] = {}
         shared = sorted(set(have.index) & ref_cats)
+        paired = paired_interval(_pairs(df, v, ref_name, selection), selection, list(METRICS), records) if ref is not None and v != ref_name else None
         for m in METRICS:
             row[m] = have[f"{m}_mean"].mean() if len(have) else math.nan
-            row[f"delta_{m}"] = (have.loc[shared, f"{m}_mean"] - ref.loc[shared, f"{m}_mean"]).mean() if shared else math.nan
+            d, lo, hi = paired["ci"].get(m, (math.nan,) * 3) if paired else (0.0 if v == ref_name else math.nan, math.nan, math.nan)
+            row.update({f"delta_{m}": d, f"low_{m}": lo, f"high_{m}": hi, f"excludes0_{m}": st.excludes_zero(lo, hi)})
+        row.update(interval=paired["method"] if paired else "", paired_seeds=paired["seeds"] if paired else 0)
         student = have[f"{STUDENT_ONLY[0]}_mean"].dropna()
         row[STUDENT_ONLY[0]] = student.mean() if len(student) else math.nan
         notes = []
@@ -277,7 +371,29 @@ def ablation_numbers(df: pd.DataFrame, selection: str = "last", reference: str =
         rows[v] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "variant"
-    return out[list(METRICS) + [f"delta_{m}" for m in METRICS] + [STUDENT_ONLY[0], "categories", "categories_planned", "baseline", "notes"]]
+    stats_cols = [f"{k}_{m}" for m in METRICS for k in ("delta", "low", "high", "excludes0")]
+    return out[list(METRICS) + stats_cols + ["interval", "paired_seeds", STUDENT_ONLY[0], "categories", "categories_planned", "baseline", "notes"]]
+
+
+def paired_category_numbers(df: pd.DataFrame, variant: str, selection: str = "last", reference: str = "full",
+                            records: Optional[RecordSource] = None) -> pd.DataFrame:
+    """Per category: the paired Δ of ``variant`` vs ``reference`` over seeds with its 95 % interval (as in the ablation table)."""
+    ref_name = reference + label_suffix(variant)
+    if variant not in set(df.variant):
+        raise LeaderboardError(f"no trials of variant '{variant}' (variants here: {', '.join(variants_in(df))})")
+    pairs = _pairs(df, variant, ref_name, selection)
+    rows = {}
+    for cat in sorted(df[df.variant == variant].category.unique()):
+        paired = paired_interval(pairs[pairs.category == cat], selection, list(METRICS), records)
+        row: dict[str, Any] = {}
+        for m in METRICS:
+            d, lo, hi = paired["ci"].get(m, (math.nan,) * 3)
+            row.update({f"delta_{m}": d, f"low_{m}": lo, f"high_{m}": hi, f"excludes0_{m}": st.excludes_zero(lo, hi)})
+        row.update(interval=paired["method"], paired_seeds=paired["seeds"])
+        rows[cat] = row
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "category"
+    return out
 
 
 # ---------------------------------------------------------------- display tables
@@ -305,51 +421,188 @@ def _caption(df: pd.DataFrame, selection: str, extra: str) -> str:
     return f"Selection: {sel}. {where}{_seeds(done.seed.unique().tolist()) if len(done) else 'no finished seeds'}; values in %; {extra}"
 
 
-def category_table(df: pd.DataFrame, variant: str = "full", selection: str = "last") -> pd.DataFrame:
-    """Table 3: categories x (image AUROC, pixel AUROC, PRO, image AP) as 'mean ± std', seeds, warnings; a 'mean' row."""
+def declared_mvtec(df: pd.DataFrame) -> bool:
+    """Every finished trial of these rows ran on data declared MVTec AD (``data.dataset``), and there is one."""
+    done = df[df.status.eq("finished")]
+    return len(done) > 0 and bool(done.dataset.map(dataset_name).eq(MVTEC_AD).all())
+
+
+def _not_declared_note(df: pd.DataFrame) -> str:
+    return ("the paper's reported figures are not shown: these runs' data was not declared MVTec AD "
+            "(masf-bench run --dataset mvtec_ad); a category name alone never matches")
+
+
+def category_table(df: pd.DataFrame, variant: str = "full", selection: str = "last", metrics: Sequence[str] = DEFAULT_METRICS,
+                   paper: bool = False) -> pd.DataFrame:
+    """Table 3: categories x metrics as 'mean ± std', seeds, warnings; a 'mean' row. ``paper``: beside each
+    metric the MASF paper's reported figure and our difference to it, for data declared MVTec AD only."""
     nums = category_numbers(df, variant, selection)
+    sub = df[df.variant == variant]
+    show_paper = paper and declared_mvtec(sub)
     rows = {}
     for cat, r in nums.iterrows():
         status = r.status if r.status not in ("ok", "partial", "mean") else ""
-        cells = {label: (status or "n/a") if math.isnan(r[f"{m}_mean"]) else _pct(r[f"{m}_mean"], r[f"{m}_std"])
-                 for m, label in METRICS.items()}
+        cells = {}
+        reported = category_figures(str(cat), base_variant(variant)) if show_paper and cat != "mean" else None
+        for m in metrics:
+            label = METRICS[m]
+            cells[label] = (status or "n/a") if math.isnan(r[f"{m}_mean"]) else _pct(r[f"{m}_mean"], r[f"{m}_std"])
+            if show_paper and m in PAPER_METRICS:
+                value = reported.values.get(m) if reported else None
+                cells[f"{label} reported"] = "—" if value is None else f"{value:.2f}"
+                cells[f"Δ {label} vs reported"] = "—" if value is None or math.isnan(r[f"{m}_mean"]) else f"{r[f'{m}_mean'] - value:+.2f}"
+        if show_paper:
+            cells["reported in"] = reported.source if reported else ""
         student = r[f"{STUDENT_ONLY[0]}_mean"]
         cells[STUDENT_ONLY[2]] = (status or "n/a") if math.isnan(student) else _pct(student, r[f"{STUDENT_ONLY[0]}_std"])
         rows[cat] = {**cells, "seeds": f"{int(r.seeds_finished)}/{int(r.seeds_planned)}", "warnings": r.warnings}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "category"
-    table.attrs.update(numbers=nums, caption=_caption(df[df.variant == variant], selection,
+    numbers = nums
+    if show_paper:
+        numbers = nums.copy()
+        for m in PAPER_METRICS:
+            rep = [getattr(category_figures(str(c), base_variant(variant)), "values", {}).get(m) if c != "mean" else None for c in nums.index]
+            numbers[f"{m}_reported"] = [math.nan if v is None else v for v in rep]
+            numbers[f"{m}_minus_reported"] = numbers[f"{m}_mean"] - numbers[f"{m}_reported"]
+    extra = ""
+    if show_paper:
+        extra = ("; reported = the MASF paper's figure as printed (masf/paper.py; 'reported in' names its table; "
+                 "Table 4 rows 3-6 are the paper's estimates, not measurements), Δ = ours - reported")
+    elif paper:
+        extra = "; " + _not_declared_note(sub)
+    table.attrs.update(numbers=numbers, caption=_caption(sub, selection,
                        "mean ± sample std over finished seeds (one seed: the mean alone); seeds = finished/planned; "
                        "failed, timed-out, running and missing trials are left out of the means, never counted as 0; "
-                       "the mean row averages the per-category means; " + STUDENT_NOTE))
+                       "the mean row averages the per-category means; " + STUDENT_NOTE + extra + _threshold_note(metrics)))
     return table
 
 
-def ablation_table(df: pd.DataFrame, selection: str = "last", reference: str = "full") -> pd.DataFrame:
-    """Table 4: variants (registry order) x metrics averaged over categories, each with its Δ vs ``reference``."""
-    nums = ablation_numbers(df, selection, reference)
+def _delta_cell(d: float, lo: float, hi: float) -> str:
+    """'+1.23 [+0.40, +2.06]*': the paired Δ, its 95 % interval, * where the interval excludes 0."""
+    if math.isnan(d):
+        return "n/a"
+    if math.isnan(lo) or math.isnan(hi):
+        return f"{d:+.2f}"
+    return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]" + ("*" if st.excludes_zero(lo, hi) else "")
+
+
+INTERVAL_NOTE = ("Δ [95 % interval] = variant - {ref} in percentage points, paired by seed (same seed, same data) over the "
+                 "(category, seed) trials both have: with several seeds a t interval over the seeds' mean differences, with one "
+                 "seed a paired bootstrap over test images (stratified, 2000 draws, from each trial's per-image records); "
+                 "* = the interval excludes 0; no interval where neither is possible")
+
+
+def ablation_table(df: pd.DataFrame, selection: str = "last", reference: str = "full", metrics: Sequence[str] = DEFAULT_METRICS,
+                   records: Optional[RecordSource] = None, paper: bool = False) -> pd.DataFrame:
+    """Table 4: variants (registry order) x metrics averaged over categories, each with its paired Δ vs ``reference``
+    and 95 % interval. ``paper``: the paper's Table 4 (Bottle) beside, when the runs are MVTec AD's bottle alone."""
+    nums = ablation_numbers(df, selection, reference, records)
+    show_paper = paper and declared_mvtec(df) and set(df[df.status.eq("finished")].category) == {"bottle"}
     rows = {}
     for v, r in nums.iterrows():
         row = {}
-        for m, label in METRICS.items():
+        reported = (ablation_row(base_variant(v)) or category_figures("bottle", base_variant(v))) if show_paper else None
+        for m in metrics:
+            label = METRICS[m]
             row[label] = "n/a" if math.isnan(r[m]) else f"{r[m]:.2f}"
-            row[f"Δ {label}"] = "—" if v == reference else ("n/a" if math.isnan(r[f"delta_{m}"]) else f"{r[f'delta_{m}']:+.2f}")
+            row[f"Δ {label}"] = "—" if v == reference else _delta_cell(r[f"delta_{m}"], r[f"low_{m}"], r[f"high_{m}"])
+            if show_paper and m in PAPER_METRICS:
+                value = reported.values.get(m) if reported else None
+                row[f"{label} reported"] = "—" if value is None else f"{value:.2f}"
+        if show_paper:
+            row["reported in"] = reported.source if reported else "no paper row"
         row[STUDENT_ONLY[2]] = "n/a" if math.isnan(r[STUDENT_ONLY[0]]) else f"{r[STUDENT_ONLY[0]]:.2f}"
-        row.update(categories=f"{int(r.categories)}/{int(r.categories_planned)}", notes=r.notes)
+        row.update(categories=f"{int(r.categories)}/{int(r.categories_planned)}", interval=r.interval, notes=r.notes)
         rows[f"{v} (baseline)" if r.baseline else v] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "variant"
+    extra = ""
+    if show_paper:
+        extra = ("; reported = the MASF paper's Table 4 on Bottle (rows 3-6: the paper's estimates, not measurements; "
+                 "baselines: its Table 1; no_ttsa and bank_only have no row)")
+    elif paper:
+        extra = "; " + (_not_declared_note(df) if not declared_mvtec(df) else "the paper's Table 4 is on Bottle alone: shown when the runs are bottle alone")
     table.attrs.update(numbers=nums, caption=_caption(df, selection,
-                       f"per variant: mean over seeds per category, then over categories; Δ = change vs {reference} in "
-                       "percentage points over the categories both have (a variant of another reading: vs the reference of that reading); "
-                       "failed, timed-out and missing trials left out; " + STUDENT_NOTE))
+                       "per variant: mean over seeds per category, then over categories; " + INTERVAL_NOTE.format(ref=reference)
+                       + " (a variant of another reading: vs the reference of that reading); "
+                       "failed, timed-out and missing trials left out; " + STUDENT_NOTE + extra + _threshold_note(metrics)))
+    return table
+
+
+def paired_category_table(df: pd.DataFrame, variant: str, selection: str = "last", reference: str = "full",
+                          metrics: Sequence[str] = DEFAULT_METRICS, records: Optional[RecordSource] = None) -> pd.DataFrame:
+    """Per category: ``variant`` - ``reference``, paired over seeds, with the 95 % interval of each metric."""
+    nums = paired_category_numbers(df, variant, selection, reference, records)
+    rows = {cat: {**{f"Δ {METRICS[m]}": _delta_cell(r[f"delta_{m}"], r[f"low_{m}"], r[f"high_{m}"]) for m in metrics},
+                  "interval": r.interval} for cat, r in nums.iterrows()}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "category"
+    table.attrs.update(numbers=nums, caption=_caption(df[df.variant.isin([variant, reference + label_suffix(variant)])], selection,
+                       INTERVAL_NOTE.format(ref=reference + label_suffix(variant)) + _threshold_note(metrics)))
+    return table
+
+
+# per trial: what a variant costs (trainable parameters, training, inference, memory)
+EFFICIENCY = {"trainable_parameters": "trainable parameters", "train_seconds": "train s", "optimizer_steps": "optimiser steps",
+              "infer_ms_per_image": "infer ms/img", "infer_ms_per_image_ttsa": "infer ms/img (TTSA)", "peak_rss_mb": "peak RSS MB",
+              "peak_cuda_mb": "peak CUDA MB"}
+
+
+def efficiency_numbers(df: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: the mean (and max for memory) over finished trials of each cost in ``EFFICIENCY``."""
+    rows = {}
+    for v in variants_in(df):
+        ok = df[(df.variant == v) & df.status.eq("finished")]
+        row: dict[str, Any] = {"trials": len(ok)}
+        for key in EFFICIENCY:
+            vals = ok[key].dropna() if key in ok else pd.Series(dtype=float)
+            row[f"{key}_mean"] = vals.mean() if len(vals) else math.nan
+            row[f"{key}_std"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
+            row[f"{key}_max"] = vals.max() if len(vals) else math.nan
+        groups = ok["training_group"].dropna().astype(str) if "training_group" in ok else pd.Series(dtype=str)
+        row["shared_training"] = bool(len(groups) and groups.ne("").any() and groups.ne("nan").any())
+        rows[v] = row
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "variant"
+    return out
+
+
+def efficiency_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: trainable parameters, training seconds and optimiser steps, inference ms per image with and
+    without TTSA, peak memory of the trial (mean over trials; memory also the max)."""
+    nums = efficiency_numbers(df)
+    cuda = "peak_cuda_mb_mean" in nums and nums["peak_cuda_mb_mean"].notna().any()
+    rows = {}
+    for v, r in nums.iterrows():
+        cell = lambda k, fmt="{:.1f}": "n/a" if math.isnan(r[f"{k}_mean"]) else fmt.format(r[f"{k}_mean"])  # noqa: E731
+        row = {
+            EFFICIENCY["trainable_parameters"]: cell("trainable_parameters", "{:,.0f}"),
+            EFFICIENCY["train_seconds"]: "n/a" if math.isnan(r.train_seconds_mean) else _pct(r.train_seconds_mean, r.train_seconds_std).replace(".00", ""),
+            EFFICIENCY["optimizer_steps"]: cell("optimizer_steps", "{:.0f}"),
+            EFFICIENCY["infer_ms_per_image"]: cell("infer_ms_per_image"),
+            EFFICIENCY["infer_ms_per_image_ttsa"]: cell("infer_ms_per_image_ttsa"),
+            EFFICIENCY["peak_rss_mb"]: cell("peak_rss_mb", "{:.0f}") + ("" if math.isnan(r.peak_rss_mb_max) else f" (max {r.peak_rss_mb_max:.0f})"),
+        }
+        if cuda:
+            row[EFFICIENCY["peak_cuda_mb"]] = cell("peak_cuda_mb", "{:.0f}")
+        row["trials"] = int(r.trials)
+        row["notes"] = "training shared with its group (train s and steps are the group's one training)" if r.shared_training else ""
+        rows[v] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "variant"
+    sweeps = df.attrs.get("sweeps", [])
+    table.attrs.update(numbers=nums, caption=(f"sweep {', '.join(sweeps)}; " if sweeps else "") + (
+                       "mean over finished trials (train s: ± sample std); infer ms/img: model.score on up to eval.timing_images "
+                       "test images, the feature cache off, on the trial's device and threads; peak RSS: the trial's own high-water "
+                       "mark (reset at its start, so a reused worker reports each trial alone; masf/memory.py)"))
     return table
 
 
 def _latex(text: Any) -> str:
     out = "".join({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}.get(ch, ch) for ch in str(text))
-    return out.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "---")
+    return out.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "---").replace("†", r"\dag{}")
 
 
 def format_table(table: pd.DataFrame, fmt: str, title: str) -> Union[str, Table]:
@@ -428,16 +681,140 @@ def category_bars(df: pd.DataFrame, path: Path, selection: str = "last", metric:
     return path
 
 
-def markdown_report(df: pd.DataFrame) -> str:
-    """Every variant's per-category table and the ablation table, for each selection (last, validation- and test-selected)."""
+def paired_figure(nums: pd.DataFrame, path: Path, metrics: Sequence[str] = DEFAULT_METRICS, reference: str = "full",
+                  title: str = "") -> Path:
+    """The paired differences with their 95 % intervals: one row per variant, one panel per metric (``ablation_numbers``
+    or ``paired_category_numbers`` rows)."""
+    rows = [v for v in nums.index if v != reference and nums.loc[v, [f"delta_{m}" for m in metrics]].notna().any()]
+    ncols = min(4, len(metrics))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1.5, nrows * (0.45 * max(1, len(rows)) + 1.4)), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    y = np.arange(len(rows))[::-1]
+    for ax, m in zip(axes.flat, metrics):
+        d = nums.loc[rows, f"delta_{m}"].to_numpy(float) if rows else np.array([])
+        lo, hi = (nums.loc[rows, f"{k}_{m}"].to_numpy(float) if rows else np.array([]) for k in ("low", "high"))
+        has = ~np.isnan(lo) & ~np.isnan(hi)
+        ax.axvline(0.0, color="grey", lw=0.8)
+        ax.errorbar(d[has], y[has], xerr=[d[has] - lo[has], hi[has] - d[has]], fmt="o", color="black", ecolor="black", capsize=3)
+        ax.plot(d[~has], y[~has], "o", mfc="white", color="black")  # no interval: hollow
+        for yi, di, excl in zip(y, d, [st.excludes_zero(a, b) for a, b in zip(lo, hi)]):
+            if excl:
+                ax.annotate("*", (di, yi), textcoords="offset points", xytext=(0, 5), ha="center")
+        ax.set_title(f"Δ {METRICS[m]} (pp)", fontsize=9)
+        ax.set_yticks(y, rows)
+    fig.suptitle(title or f"paired differences vs {reference}, 95 % intervals (hollow: no interval; *: excludes 0)", fontsize=9, y=1.0)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def pro_curves_figure(df: pd.DataFrame, records: RecordSource, path: Path, selection: str = "last") -> Path:
+    """PRO against FPR up to the PRO limit, one panel per category, one line per variant (mean over its seeds' curves on
+    one FPR grid), from the trials' per-image records; a variant without records is left out and named in the title."""
+    cats = sorted(df.category.unique())
+    variants = variants_in(df)
+    fig, axes = plt.subplots(1, len(cats), figsize=(4.2 * len(cats), 3.6), squeeze=False)
+    missing: set[str] = set()
+    limit = 0.3
+    for ax, cat in zip(axes[0], cats):
+        for v in variants:
+            ok = _finished(df[(df.variant == v) & (df.category == cat)], selection)
+            recs = [r for r in (records(rid, selection) for rid in ok.run_id) if r is not None]
+            if not recs:
+                missing.add(v) if len(ok) else None
+                continue
+            limit = float(recs[0]["fpr_limit"])
+            grid = np.linspace(0.0, limit, 200)
+            curves = [np.interp(grid, *st.pro_curve_from_statistics(r)) for r in recs]
+            ax.plot(grid, np.mean(curves, axis=0), label=f"{v} ({len(recs)} seed{'s' if len(recs) > 1 else ''})")
+        ax.set_xlim(0.0, limit)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xlabel("FPR")
+        ax.set_ylabel("PRO")
+        ax.set_title(cat, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"PRO curves up to FPR {limit:g}, {SELECTIONS[selection]}" + (f"; no per-image records: {', '.join(sorted(missing))}" if missing else ""), fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_figures(df: pd.DataFrame, folder: Path, selection: str = "last", records: Optional[RecordSource] = None,
+                  reference: str = "full", metrics: Sequence[str] = DEFAULT_METRICS) -> list[Path]:
+    """category_bars.png, and with several variants paired_differences.png; with records pro_curves.png."""
+    folder = Path(folder)
+    paths = [category_bars(df, folder / "category_bars.png", selection)]
+    if len(variants_in(df)) > 1:
+        paths.append(paired_figure(ablation_numbers(df, selection, reference, records), folder / "paired_differences.png", metrics, reference))
+    if records is not None:
+        paths.append(pro_curves_figure(df, records, folder / "pro_curves.png", selection))
+    return paths
+
+
+class MlflowRecords:
+    """The per-image test records of runs (``test_stats.npz`` artifacts, masf/stats.py), fetched on first use and kept."""
+
+    def __init__(self, tracking_uri: str):
+        self.tracking_uri = tracking_uri
+        self._files: dict[str, Optional[dict[str, dict]]] = {}
+        self._tmp: Optional[Any] = None
+
+    def _load(self, run_id: str) -> Optional[dict[str, dict]]:
+        import tempfile
+
+        import os
+
+        import mlflow
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bar per run on stderr
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="masf-records-")
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=st.STATS_FILE, dst_path=f"{self._tmp.name}/{run_id}",
+                                                        tracking_uri=self.tracking_uri)
+            return st.load_statistics(local)
+        except Exception:  # noqa: BLE001 - a run logged before records were kept, or without them: no bootstrap for it
+            return None
+
+    def __call__(self, run_id: str, selection: str) -> Optional[dict]:
+        if not run_id:
+            return None
+        if run_id not in self._files:
+            self._files[run_id] = self._load(run_id)
+        found = self._files[run_id]
+        return found.get(selection) if found else None
+
+
+def markdown_report(df: pd.DataFrame, records: Optional[RecordSource] = None, metrics: Sequence[str] = DEFAULT_METRICS) -> str:
+    """Every variant's per-category table, the ablation table with paired intervals and the per-category paired tables,
+    for each selection (last, validation- and test-selected); then the efficiency table."""
     parts = []
     for selection, label in SELECTIONS.items():
         parts.append(f"## {label}" + (" (headline)" if selection == "last" else ""))
         for v in variants_in(df):
-            parts.append(format_table(category_table(df, v, selection), "md", category_title(v, selection)))
+            parts.append(format_table(category_table(df, v, selection, metrics, paper=True), "md", category_title(v, selection)))
         if len(variants_in(df)) > 1:
-            parts.append(format_table(ablation_table(df, selection), "md", ablation_title(selection)))
+            parts.append(format_table(ablation_table(df, selection, metrics=metrics, records=records, paper=True), "md", ablation_title(selection)))
+            for v in variants_in(df):
+                if base_variant(v) != "full" and ("full" + label_suffix(v)) in set(df.variant):
+                    parts.append(format_table(paired_category_table(df, v, selection, metrics=metrics, records=records), "md",
+                                              paired_title(v, selection)))
+    parts.append(format_table(efficiency_table(df), "md", EFFICIENCY_TITLE))
     return "# masf-bench leaderboard\n\n" + "\n".join(p if p.endswith("\n") else p + "\n" for p in parts)
+
+
+def paired_title(variant: str, selection: str, reference: str = "full") -> str:
+    return f"{variant} - {reference + label_suffix(variant)}: paired differences per category, {SELECTIONS[selection]}"
+
+
+EFFICIENCY_TITLE = "Efficiency: what each variant costs per trial"
 
 
 def trial_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -467,11 +844,12 @@ def load_frame(tracking_uri: str, experiment: str, sweep: Optional[str] = None) 
 
 
 def write_sweep_leaderboard(tracking_uri: str, experiment: str, folder: Path, sweep: Optional[str] = None) -> list[Path]:
-    """folder/leaderboard.md (every selection), leaderboard.csv (per trial) and category_bars.png; returns the paths."""
+    """folder/leaderboard.md (every selection), leaderboard.csv (per trial) and the figures (``write_figures``); the paths."""
     df = load_frame(tracking_uri, experiment, sweep)
+    records = MlflowRecords(tracking_uri)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     md, csv = folder / "leaderboard.md", folder / "leaderboard.csv"
-    md.write_text(markdown_report(df))
+    md.write_text(markdown_report(df, records))
     trial_rows(df).to_csv(csv, index=False)
-    return [md, csv, category_bars(df, folder / "category_bars.png")]
+    return [md, csv, *write_figures(df, folder, records=records)]

@@ -15,6 +15,18 @@ PRO follows the MVTec AD definition (MASF-SPEC.md, "Metrics"):
   every test image, good and defective;
 - the score is the trapezoid area under PRO(FPR) for FPR in [0, fpr_limit], the curve
   cut exactly at fpr_limit by linear interpolation, divided by fpr_limit.
+
+The rest of the field's metric set follows ADer's evaluator (zhangzjn/ADer, util/metric.py, and
+the mAD column of its benchmark tables):
+
+- pixel IoU-max: the anomaly maps min-max normalised over the whole split, a pixel positive when
+  its normalised score is > t, t in 0, 0.05, ..., 1.0 (21 thresholds); IoU = |positive and defect|
+  / |positive or defect| summed over every pixel of the split; the best t's IoU;
+- mAD: the mean of image AUROC, image AP, image F1-max, pixel AUROC, pixel AP, pixel F1-max and
+  PRO (AUPRO at the FPR limit); IoU-max is reported beside it but not in it.
+
+F1-max and IoU-max take the best threshold of the split itself (an oracle threshold, "test-threshold"
+on the test split), and so does mAD through its F1-max terms.
 """
 
 from __future__ import annotations
@@ -31,7 +43,13 @@ from masf.errors import MetricsError
 ArrayLike = Any  # numpy array, torch tensor or nested sequence of numbers
 
 # the metrics of one split; *_f1_max use the best threshold of that split itself (an oracle threshold)
-METRIC_KEYS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pro")
+METRIC_KEYS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pro", "pixel_iou_max", "mad")
+# the metrics whose threshold is chosen on the split they measure (on test: a test-chosen threshold)
+TEST_THRESHOLD_METRICS = ("image_f1_max", "pixel_f1_max", "pixel_iou_max", "mad")
+# ADer's mAD: the mean of these seven (IoU-max is not one of them)
+MAD_TERMS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pro")
+# ADer's IoU-max thresholds on the min-max normalised maps
+IOU_THRESHOLDS = np.round(np.arange(0.0, 1.0 + 1e-3, 0.05), 2)
 # on the test split also: F1 at the thresholds that are best on the validation split
 VAL_THRESHOLD_METRICS = ("image_f1_at_val_threshold", "pixel_f1_at_val_threshold")
 # the epoch selections of a trial: the final epoch (the headline), the epoch chosen on
@@ -234,6 +252,36 @@ def pro_score(anomaly_maps: ArrayLike, masks: ArrayLike, fpr_limit: float = 0.3)
     return _area_to_limit(fpr, pro, limit)
 
 
+def normalized_maps(maps: np.ndarray) -> np.ndarray:
+    """Maps min-max normalised over the whole split (all equal: all 0), as ADer normalises them."""
+    lo, hi = float(maps.min()), float(maps.max())
+    return (maps - lo) / (hi - lo) if hi > lo else np.zeros_like(maps)
+
+
+def _iou_max(maps: np.ndarray, defect: np.ndarray) -> float:
+    norm = normalized_maps(maps).ravel()
+    gt = defect.ravel()
+    n_gt = int(np.count_nonzero(gt))
+    # the positive counts at every threshold from one sort: a pixel is positive at t when norm > t
+    order = np.sort(norm)
+    gt_sorted = np.sort(norm[gt])
+    pred = norm.size - np.searchsorted(order, IOU_THRESHOLDS, side="right")
+    inter = gt_sorted.size - np.searchsorted(gt_sorted, IOU_THRESHOLDS, side="right")
+    union = pred + n_gt - inter
+    return float(np.max(np.divide(inter, union, out=np.zeros(len(IOU_THRESHOLDS)), where=union > 0)))
+
+
+def pixel_iou_max(anomaly_maps: ArrayLike, masks: ArrayLike) -> float:
+    """ADer's pixel IoU-max (module docstring): the best IoU of the normalised maps over 21 thresholds."""
+    maps, defect = _maps_and_masks(anomaly_maps, masks)
+    return _iou_max(maps, defect)
+
+
+def mad(metrics: dict[str, float]) -> float:
+    """ADer's mAD: the mean of the seven ``MAD_TERMS`` (fractions in, a fraction out)."""
+    return float(np.mean([metrics[k] for k in MAD_TERMS]))
+
+
 def compute_metrics(
     image_scores: ArrayLike,
     image_labels: ArrayLike,
@@ -263,7 +311,7 @@ def compute_metrics(
     pixel_scores, pixel_labels = maps.ravel(), defect.ravel()
     pixel_ap, pixel_f1 = _pr_metrics(pixel_scores, pixel_labels)
     fpr, pro = _pro_curve(maps, defect, limit)
-    return {
+    out = {
         "image_auroc": float(roc_auc_score(labels, scores)),
         "image_ap": image_ap,
         "image_f1_max": image_f1,
@@ -271,4 +319,7 @@ def compute_metrics(
         "pixel_ap": pixel_ap,
         "pixel_f1_max": pixel_f1,
         "pro": _area_to_limit(fpr, pro, limit),
+        "pixel_iou_max": _iou_max(maps, defect),
     }
+    out["mad"] = mad(out)
+    return out

@@ -33,6 +33,7 @@ from masf.evaluation import Evaluation, composite, score_split, select_epoch
 from masf.fingerprint import config_fingerprint, trial_identity
 from masf.metrics import METRIC_KEYS as SPLIT_METRICS
 from masf.metrics import VAL_THRESHOLD_METRICS, f1_at, f1_threshold
+from masf.stats import test_statistics
 
 CHECKPOINT = "checkpoint.pt"
 METRIC_KEYS = SPLIT_METRICS + VAL_THRESHOLD_METRICS  # the test metrics each selection reports
@@ -60,6 +61,10 @@ class TrainOutcome:
     student_only: dict[str, float] = field(default_factory=dict)
     optimizer_steps: int = 0  # steps the optimiser took (batches less skipped batches and skipped steps)
     calibration_shared: bool = False  # the selecting validation normals also calibrated (too few to split)
+    # selection -> per-image record of its test scoring (masf/stats.py); a selection whose epoch was
+    # scored before a resume has none
+    test_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    trainable_parameters: int = 0
 
 
 @dataclass
@@ -75,6 +80,7 @@ class Member:
     model: torch.nn.Module
     history: list[dict[str, Any]] = field(default_factory=list)  # the training records with this member's metrics
     bank_stats: dict[str, float] = field(default_factory=dict)
+    test_stats: dict[int, dict[str, Any]] = field(default_factory=dict)  # epoch -> per-image test record (masf/stats.py)
 
     @property
     def fingerprint(self) -> str:
@@ -511,6 +517,7 @@ class Trainer:
             evaluated = {}
             if self.epoch < epochs and self.epoch % self.cfg.eval.every == 0 and self.bank_built:
                 evaluated = self.evaluate_members()
+                self._keep_statistics(evaluated)
             self._append(record, evaluated)
             self.save_checkpoint()
             if self.on_epoch and self.epoch < epochs:  # the last epoch is reported with the final metrics
@@ -524,6 +531,7 @@ class Trainer:
                                 f"({skipped} losses, {skipped_steps} gradients); no metrics of an untrained model are reported")
         self.build_banks()  # the end-of-training build (a no-op when already built)
         finals = self.evaluate_members()
+        self._keep_statistics(finals)
         if not (self.train_history and self.train_history[-1]["epoch"] == self.epoch):
             self._append({"epoch": self.epoch, "skipped_batches": 0, "skipped_steps": 0, "batches": 0}, {})
         for m in self.members:
@@ -535,17 +543,32 @@ class Trainer:
         self.outcomes = {m.name: self._outcome(m, *finals[m.name], totals) for m in self.members}
         return self.outcomes[self.members[0].name]
 
+    def _keep_statistics(self, evaluated: dict[Optional[str], tuple[Evaluation, dict[str, float]]]) -> None:
+        """Each member's per-image record of this epoch's test scoring (masf/stats.py), for paired intervals."""
+        test_set = self.test_loader.dataset
+        root = getattr(test_set, "root", ".")
+        names = [os.path.relpath(s.image_path, root) for s in getattr(test_set, "samples", [])]
+        for m in self.members:
+            if m.name in evaluated:
+                ev = evaluated[m.name][0]
+                m.test_stats[self.epoch] = test_statistics(ev.image_scores, ev.labels, ev.maps, ev.masks, self.cfg.eval.pro_fpr_limit,
+                                                           images=names if len(names) == len(ev.labels) else None)
+
     def _outcome(self, m: Member, final: Evaluation, final_record: dict[str, float], totals: dict[str, Any]) -> TrainOutcome:
         best = select_epoch(m.history, "composite")
         by_val = select_epoch(m.history, "val/composite")
+        picked = {"last": self.epoch, "best_on_test": int(best["epoch"]), "best_on_val": int(by_val["epoch"]) if by_val else None}
+        nan = float("nan")
         return TrainOutcome(
             history=m.history,
+            test_stats={sel: m.test_stats[e] for sel, e in picked.items() if e in m.test_stats},
+            trainable_parameters=sum(p.numel() for p in m.model.trainable_parameters()) if hasattr(m.model, "trainable_parameters") else 0,
             last={k: final_record[k] for k in METRIC_KEYS},
-            best_on_test={k: float(best[k]) for k in METRIC_KEYS},
+            best_on_test={k: float(best.get(k, nan)) for k in METRIC_KEYS},
             best_epoch=int(best["epoch"]),
             final=final,
             bank_stats=m.bank_stats,
-            best_on_val={k: float(by_val[k]) for k in METRIC_KEYS} if by_val else {},
+            best_on_val={k: float(by_val.get(k, nan)) for k in METRIC_KEYS} if by_val else {},
             best_val_epoch=int(by_val["epoch"]) if by_val else None,
             val_last={k: final_record[f"val/{k}"] for k in SPLIT_METRICS} if by_val else {},
             resumed_code=self.resumed_code,

@@ -37,13 +37,16 @@ from masf.errors import DataError, MasfError
 from masf.figures import heatmap_grid, roc_figure, score_histogram, training_curves
 from masf.features import FeatureCache
 from masf.fingerprint import code_fingerprint, trial_identity, variant_fingerprint
+from masf.memory import PeakMemory
 from masf.method.model import build_detector
 from masf.readings import reading_of
 from masf.sharing import member_dir, training_fingerprint
+from masf.layout import RESULT, STATS_FILE, TRIAL_FILES  # noqa: F401 - TRIAL_FILES re-exported
+from masf.stats import save_statistics
 from masf.teacher import Teacher, build_teacher
 from masf.trainer import CHECKPOINT, METRIC_KEYS, SPLIT_METRICS, EpochCallback, Member, Trainer
 
-RESULT = "result.json"
+
 
 
 _TEACHERS: dict[str, Teacher] = {}
@@ -178,6 +181,7 @@ def result_row(cfg: Config, outcome: Any, extra: dict[str, Any]) -> dict[str, An
         skipped_steps=outcome.skipped_steps,
         total_batches=outcome.total_batches,
         optimizer_steps=outcome.optimizer_steps,
+        trainable_parameters=outcome.trainable_parameters,
         calibration_shared_with_selection=outcome.calibration_shared,
         train_seconds=round(outcome.train_seconds, 3),
         eval_seconds=round(outcome.final.seconds, 3),
@@ -252,6 +256,13 @@ def _run(
     group: Optional[str] = None,
     lead_key: Optional[str] = None,
 ) -> dict[Optional[str], dict[str, Any]]:
+    with PeakMemory() as peak:
+        return _run_measured(cfg, members, out_dir, on_epoch, resume, on_batch, feature_cache, group, lead_key, peak)
+
+
+def _run_measured(cfg: Config, members: Optional[list[tuple[str, Config]]], out_dir: Path, on_epoch: Optional[EpochCallback],
+                  resume: bool, on_batch: Optional[Callable[[int, int], None]], feature_cache: Optional[FeatureCache],
+                  group: Optional[str], lead_key: Optional[str], peak: PeakMemory) -> dict[Optional[str], dict[str, Any]]:
     start = time.perf_counter()
     _check_writable(out_dir)
     if cfg.train.threads > 0:
@@ -298,6 +309,7 @@ def _run(
                 m.cfg.save(mdir / "config.yaml")
             extra = {"training_group": group, "scored_from": lead_key, "group_members": len(members),
                      "training_fingerprint": training_fingerprint(cfg)} if members is not None else {}
+            extra["peak"] = peak
             rows[m.name] = _finish(m.cfg, m.model, trainer, trainer.outcomes[m.name], test_set, train_set, val_set,
                                    teacher, mdir, extra, start)
         return rows
@@ -314,6 +326,7 @@ def _finish(cfg: Config, model: torch.nn.Module, trainer: Trainer, outcome: Any,
         n = cfg.eval.timing_images
         return round(time_inference(model, test_set, ttsa, bs, max_images=n), 3) if n > 0 else None
 
+    peak = extra.pop("peak", None)
     extra = {
         **extra,
         "infer_ms_per_image": timed(False),
@@ -329,8 +342,12 @@ def _finish(cfg: Config, model: torch.nn.Module, trainer: Trainer, outcome: Any,
         **(teacher.cache.stats() if teacher.cache is not None else {}),
     }
     (out_dir / "history.json").write_text(json.dumps(outcome.history, indent=1))
+    if outcome.test_stats:
+        save_statistics(out_dir / STATS_FILE, outcome.test_stats)
     figures = write_figures(cfg, model, test_set, outcome, out_dir, teacher.mean, teacher.std) if cfg.eval.figures else []
     extra["trial_seconds"] = round(time.perf_counter() - start, 3)
+    if peak is not None:  # of the whole trial (a group: of its one training and every member so far)
+        extra.update(peak.result())
     row = result_row(cfg, outcome, extra)
     row["figures"] = len(figures)
     tmp = out_dir / (RESULT + ".tmp")

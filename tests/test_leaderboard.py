@@ -6,6 +6,7 @@ import io
 import math
 import time
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 import pytest
@@ -134,13 +135,13 @@ def test_category_table_numbers(df):
 
 def test_failed_and_missing_are_shown_and_excluded(df):
     table = lb.category_table(df, "no_sdm")
-    assert (table.loc["wood", list(lb.METRICS.values())] == "failed").all()
+    assert (table.loc["wood", [lb.METRICS[m] for m in lb.DEFAULT_METRICS]] == "failed").all()
     assert table.loc["wood", "seeds"] == "0/2"
     assert table.loc["wood", "warnings"] == "seed 0 failed: CUDA out of memory; seed 1 missing"
     assert table.loc["mean", "image AUROC"] == "91.50"  # (94 + 89) / 2: wood left out, not averaged as 0
     assert table.loc["mean", "warnings"] == "mean over 2 of 3 categories (excluded: wood)"
     pc = lb.category_table(df, "patchcore")
-    assert (pc.loc["wood", list(lb.METRICS.values())] == "missing").all()
+    assert (pc.loc["wood", [lb.METRICS[m] for m in lb.DEFAULT_METRICS]] == "missing").all()
     assert pc.loc["bottle", "image AUROC"] == "96.00 ± 0.00"
     assert not any("0.00 ±" in c or c == "0.00" for c in pc.to_numpy().ravel())
 
@@ -151,12 +152,17 @@ def test_ablation_table_delta_against_full(df):
     assert nums.loc["full", "image_auroc"] == pytest.approx(90.0) and nums.loc["full", "delta_image_auroc"] == 0.0
     assert nums.loc["no_sdm", "image_auroc"] == pytest.approx(91.5)
     assert nums.loc["no_sdm", "delta_image_auroc"] == pytest.approx(((94 - 98) + (89 - 92)) / 2)  # paired over bottle, carpet
+    # paired by seed: seed 0 (95-99, 88-90) -> -3, seed 1 (93-97, 90-94) -> -4; t(0.975, 1) = 12.7062 (tables)
+    half = 12.7062047 * math.sqrt(0.5) / math.sqrt(2)
+    assert nums.loc["no_sdm", "low_image_auroc"] == pytest.approx(-3.5 - half, abs=1e-4)
+    assert nums.loc["no_sdm", "high_image_auroc"] == pytest.approx(-3.5 + half, abs=1e-4)
+    assert nums.loc["no_sdm", "interval"] == "t over 2 seeds" and not nums.loc["no_sdm", "excludes0_image_auroc"]
     assert nums.loc["patchcore", "delta_pro"] == pytest.approx(((86 - 88) + (76 - 82)) / 2)
     assert nums.loc["no_sdm", "categories"] == 2 and nums.loc["no_sdm", "categories_planned"] == 3
     assert bool(nums.loc["patchcore", "baseline"]) and not bool(nums.loc["no_sdm", "baseline"])
     table = lb.ablation_table(df)
     assert list(table.index) == ["full", "no_sdm", "patchcore (baseline)"]
-    assert table.loc["no_sdm", "Δ image AUROC"] == "-3.50" and table.loc["full", "Δ image AUROC"] == "—"
+    assert table.loc["no_sdm", "Δ image AUROC"] == "-3.50 [-9.85, +2.85]" and table.loc["full", "Δ image AUROC"] == "—"
     assert table.loc["no_sdm", "categories"] == "2/3"
     assert "lacks wood (full has it); Δ over 2 shared categories" in table.loc["no_sdm", "notes"]
     assert "incomplete seeds in wood" in table.loc["full", "notes"]
@@ -192,7 +198,7 @@ def test_formats(df):
     assert r"\toprule" in latex and r"\midrule" in latex and r"\bottomrule" in latex
     assert r"no\_sdm &" in latex and r"my\_sweep" in latex and "values in \\%" in latex
     assert "no_sdm" not in latex.replace(r"no\_sdm", "")
-    assert r"\begin{tabular}{lrrrrrrrrrrl}" in latex
+    assert r"\begin{tabular}{lrrrrrrrrrrll}" in latex
     assert isinstance(lb.format_table(table, "table", "Full"), Table)
     with pytest.raises(lb.LeaderboardError, match=r"^--format: expected one of table, md, csv, latex, got 'html'$"):
         lb.format_table(table, "html", "Full")
@@ -218,7 +224,26 @@ def test_cli_rejects_bad_options_in_one_line(tmp_path: Path):
 # ------------------------------------------------------------------ end to end with a real MLflow store
 
 
-def _log_trial(tracker, category: str, variant: str, auroc: float, fail: bool, t0: float) -> None:
+def _record_file(folder: Path, key: str, shift: float) -> str:
+    """A per-image test record (masf/stats.py) of 12 images, the defective ones scored ``shift`` higher."""
+    import numpy as np
+
+    from masf.stats import save_statistics, test_statistics
+
+    rng = np.random.default_rng(len(key))
+    labels = np.array([0] * 6 + [1] * 6)
+    masks = np.zeros((12, 16, 16))
+    masks[6:, 4:9, 4:9] = 1
+    maps = rng.random((12, 16, 16)) + shift * masks
+    rec = test_statistics(maps.max(axis=(1, 2)) + shift * labels * rng.random(12), labels, maps, masks,
+                          images=[f"img{i}.png" for i in range(12)])
+    path = folder / key.replace("/", "_") / "test_stats.npz"
+    path.parent.mkdir(parents=True)
+    save_statistics(path, {"last": rec})
+    return str(path)
+
+
+def _log_trial(tracker, category: str, variant: str, auroc: float, fail: bool, t0: float, records: Optional[Path] = None) -> None:
     key = f"{category}/{variant}/seed0"
     tags = {"category": category, "variant": variant, "seed": "0", "preset": "smoke", "backbone": "resnet18", "weights_source": "none",
             "variant_fingerprint": variant_fingerprint(variant), "method": "masf", "reading": DEFAULT_READING}
@@ -233,7 +258,8 @@ def _log_trial(tracker, category: str, variant: str, auroc: float, fail: bool, t
              **{f"best_on_test/{m}": auroc + off + BEST_GAIN for m, off in OFFSETS.items()},
              **{f"best_on_val/{m}": auroc + off + BEST_GAIN / 2 for m, off in OFFSETS.items()},
              "student_only/image_auroc": auroc - 0.3, "best_epoch": 2, "skipped_batches_total": 3, "total_batches": 10}
-    tracker.submit({"kind": "trial_end", "trial": key, "step": 2, "metrics": final, "tags": tags, "time": t0 + 4})
+    artifacts = [(_record_file(records, key, auroc), "")] if records is not None else []
+    tracker.submit({"kind": "trial_end", "trial": key, "step": 2, "metrics": final, "tags": tags, "time": t0 + 4, "artifacts": artifacts})
 
 
 @pytest.mark.slow
@@ -245,7 +271,7 @@ def test_end_to_end_mlflow_store(tmp_path: Path):
     t0 = time.time()
     for i, (category, variant, auroc, fail) in enumerate([("bottle", "full", 0.98, False), ("carpet", "full", 0.90, False),
                                                           ("bottle", "no_sdm", 0.94, False), ("carpet", "no_sdm", 0.0, True)]):
-        _log_trial(tracker, category, variant, auroc, fail, t0 + 10 * i)
+        _log_trial(tracker, category, variant, auroc, fail, t0 + 10 * i, records=tmp_path / "records")
     assert tracker.flush() == 0
 
     result = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", uri, "--experiment", "X", "--format", "md"])
@@ -254,7 +280,11 @@ def test_end_to_end_mlflow_store(tmp_path: Path):
     assert "### full: per-category results, last epoch" in out and "### Ablation: variants averaged over categories, last epoch" in out
     assert "| bottle | 98.00 | 96.00 | 88.00 | 97.00 | 68.00 | 1/1 | skipped 3/10 batches (non-finite loss) |" in out
     assert "| mean | 94.00 | 92.00 | 84.00 | 93.00 | 64.00 | 2/2 | mean over 2 of 2 categories |" in out
-    assert "| no_sdm | 94.00 | -4.00 | 92.00 | -4.00 | 84.00 | -4.00 | 93.00 | -4.00 | 64.00 | 1/2 |" in out  # Δ over bottle only
+    # Δ over bottle only; one seed: the interval is a paired bootstrap over the test images of the logged records
+    row = next(line for line in out.splitlines() if line.startswith("| no_sdm |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "94.00" and cells[2].startswith("-4.00 [") and cells[9] == "64.00" and cells[10] == "1/2"
+    assert cells[11].startswith("bootstrap over test images, 1 seed")
     assert "sweep smoke-e2e" in out
 
     result = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", uri, "-e", "X", "--format", "md", "--variant", "no_sdm",
@@ -272,7 +302,7 @@ def test_end_to_end_mlflow_store(tmp_path: Path):
     assert result.exit_code == 1 and str(result.exception) == f"no MLflow experiment 'Y' in {uri}"
 
     paths = lb.write_sweep_leaderboard(uri, "X", tmp_path / "board", sweep="smoke-e2e")
-    assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "category_bars.png"]
+    assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "category_bars.png", "paired_differences.png", "pro_curves.png"]
     md = paths[0].read_text()
     assert "## last epoch (headline)" in md and "## validation-selected" in md and "## test-selected (paper protocol)" in md
     trials = pd.read_csv(paths[1]).set_index("trial_key")

@@ -59,8 +59,10 @@ def test_local_sweep_concurrent_trials_and_a_failure_alone(synth_root, tmp_path)
         assert 0.0 <= run["last/image_auroc"] <= 1.0 and 0.0 <= run["best_on_test/pro"] <= 1.0
         assert 0.0 <= run["best_on_val/image_auroc"] <= 1.0 and 0.0 <= run["val/pro"] <= 1.0
         assert len(run["tag:config_fingerprint"]) == 16 and run["tag:code_fingerprint"] and run["tag:variant_fingerprint"]
-        assert {"result.json", "config.yaml", "figures/heatmaps.png", "figures/roc.png"} <= _artifacts(tmp_path, run["run_id"])
+        assert {"result.json", "config.yaml", "test_stats.npz", "figures/heatmaps.png", "figures/roc.png"} <= _artifacts(tmp_path, run["run_id"])
         assert run["tag:device"] == "cpu" and run["tag:ray_node"]
+        assert run["peak_rss_mb"] > 100 and 0.0 <= run["last/pixel_iou_max"] <= 1.0 and 0.0 <= run["last/mad"] <= 1.0
+        assert (run["trainable_parameters"] > 0) == key.endswith("full/seed0")  # PatchCore trains nothing
     for key in ("broken/full/seed0", "broken/patchcore/seed0"):
         assert by_key[key]["status"] == "FAILED" and victim.name in by_key[key]["tag:masf.error"]
     assert by_key["bottle/full/seed0"]["loss"] > 0  # per-epoch metrics were logged
@@ -69,6 +71,11 @@ def test_local_sweep_concurrent_trials_and_a_failure_alone(synth_root, tmp_path)
     board = cli("leaderboard", "--experiment", "local", "--format", "md", cwd=tmp_path)
     assert board.returncode == 0, board.stderr
     assert "bottle" in board.stdout and "carpet" in board.stdout and "failed" in board.stdout
+    board = cli("leaderboard", "--experiment", "local", "--format", "md", "--tables", "ablation,efficiency", "--metrics", "ader", cwd=tmp_path)
+    assert board.returncode == 0, board.stderr
+    # one seed: full vs patchcore's interval is the paired bootstrap over the logged per-image records
+    assert "| patchcore (baseline) |" in board.stdout and "bootstrap over test images, 1 seed" in board.stdout
+    assert "pixel IoU-max†" in board.stdout and "mAD†" in board.stdout and "peak RSS MB" in board.stdout
 
 
 def test_killed_driver_resumes_without_reruns(synth_root, tmp_path):

@@ -16,18 +16,37 @@ def leaderboard(
     fmt: str = typer.Option("table", "--format", "-f", help="table (terminal), md (GitHub markdown), csv (numeric) or latex (booktabs)."),
     variant: str = typer.Option("full", "--variant", "-v", help="Variant of the per-category table (see `masf-bench variants`)."),
     sweep: Optional[str] = typer.Option(None, "--sweep", help="Sweep name, or 'all' to merge every sweep (default: the newest sweep of the experiment)."),
-    figure: Optional[Path] = typer.Option(None, "--figure", help="Also write the per-category bar chart (PNG, image AUROC, every variant) there."),
+    figure: Optional[Path] = typer.Option(None, "--figure", help="Also write the figures: a folder (category_bars.png, paired_differences.png, pro_curves.png), or NAME.png (the bars there, NAME_paired_differences.png and NAME_pro_curves.png beside)."),
+    metrics: str = typer.Option("default", "--metrics", "-m", help="Columns: default (image AUROC, pixel AUROC, PRO, image AP), ader (the field's set: image AUROC/AP/F1-max, pixel AUROC/AP/F1-max, AUPRO, IoU-max, mAD) or comma-separated metric keys."),
+    tables: str = typer.Option("category,ablation", "--tables", "-t", help="Which tables, comma-separated: category, ablation (with paired intervals), paired (per category, --variant vs --reference), efficiency."),
+    reference: str = typer.Option("full", "--reference", help="The variant every paired difference is taken to."),
+    paper: bool = typer.Option(False, "--paper", help="Show the MASF paper's reported figures beside (its Tables 1, 3, 4), for runs whose data was declared MVTec AD (run --dataset mvtec_ad)."),
 ) -> None:
-    """Per-category table of a variant and, with several variants, the ablation table (values in %)."""
+    """Per-category table of a variant and, with several variants, the ablation table with paired 95 % intervals (values in %)."""
     from masf import leaderboard as lb  # pandas and matplotlib load here, not for --help
     from masf.runner.tracking import default_tracking_uri
 
     lb.check_choice(selection, list(lb.SELECTIONS), "--selection")
     lb.check_choice(fmt, lb.FORMATS, "--format")
-    df = lb.load_frame(tracking_uri or default_tracking_uri(), experiment, sweep)
-    tables = [(lb.category_table(df, variant, selection), lb.category_title(variant, selection))]
-    if len(lb.variants_in(df)) > 1:
-        tables.append((lb.ablation_table(df, selection), lb.ablation_title(selection)))
+    columns = lb.pick_metrics(metrics)
+    wanted = [t.strip() for t in tables.split(",") if t.strip()]
+    for t in wanted:
+        lb.check_choice(t, lb.TABLES, "--tables")
+    uri = tracking_uri or default_tracking_uri()
+    df = lb.load_frame(uri, experiment, sweep)
+    records = lb.MlflowRecords(uri)
+    several = len(lb.variants_in(df)) > 1
+    tables = []
+    if "category" in wanted:
+        tables.append((lb.category_table(df, variant, selection, columns, paper=paper), lb.category_title(variant, selection)))
+    if "ablation" in wanted and several:
+        tables.append((lb.ablation_table(df, selection, reference, columns, records, paper=paper), lb.ablation_title(selection)))
+    if "paired" in wanted:
+        if lb.base_variant(variant) == reference:
+            raise lb.LeaderboardError(f"--tables paired: --variant {variant} is the reference; pick another variant")
+        tables.append((lb.paired_category_table(df, variant, selection, reference, columns, records), lb.paired_title(variant, selection, reference)))
+    if "efficiency" in wanted:
+        tables.append((lb.efficiency_table(df), lb.EFFICIENCY_TITLE))
     console = Console(highlight=False)
     for i, (table, title) in enumerate(tables):
         out = lb.format_table(table, fmt, title)
@@ -42,5 +61,13 @@ def leaderboard(
         if i < len(tables) - 1:
             typer.echo("")
     if figure is not None:
-        path = lb.category_bars(df, figure, selection)
-        typer.echo(f"figure: {path}", err=fmt != "table")  # keep md/csv/latex on stdout clean
+        if figure.suffix.lower() == ".png":
+            paths = [lb.category_bars(df, figure, selection)]
+            if several:
+                paths.append(lb.paired_figure(lb.ablation_numbers(df, selection, reference, records),
+                                              figure.with_name(f"{figure.stem}_paired_differences.png"), columns, reference))
+            paths.append(lb.pro_curves_figure(df, records, figure.with_name(f"{figure.stem}_pro_curves.png"), selection))
+        else:
+            paths = lb.write_figures(df, figure, selection, records, reference, columns)
+        for path in paths:
+            typer.echo(f"figure: {path}", err=fmt != "table")  # keep md/csv/latex on stdout clean

@@ -54,6 +54,7 @@ def run(
         20.0, "--feature-cache-gb",
         help="Keep the teacher's features in STORAGE/feature-cache up to this size, for every trial of the sweep (0: in memory only, per trial)."),
     resume: bool = typer.Option(False, "--resume", help="Finish a stopped sweep (same arguments): only missing trials run."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Declare what the data is (data.dataset): mvtec_ad lets `leaderboard --paper` show the MASF paper's reported figures beside these results; never inferred from category names."),
     suite: Optional[str] = typer.Option(None, "--suite", help="A benchmark suite of bench/suites (or a YAML path): its categories, variants, seeds and preset, where not given here."),
 ) -> None:
     """Sweep categories x variants x seeds on Ray Tune, tracked in MLflow."""
@@ -77,6 +78,8 @@ def run(
             preset = str(spec["preset"])
         overrides = [*map(str, spec.get("overrides", [])), *overrides]
 
+    if dataset:
+        overrides = [*overrides, f"data.dataset={dataset}"]
     if all_categories and categories:
         raise MasfError("give --all-categories or --categories, not both")
     if ablations and variants:

@@ -24,10 +24,10 @@ import ray
 from ray import tune
 
 from masf.errors import MasfError
+from masf.layout import TRIAL_FILES
 from masf.runner.watchdog import Limits, Watchdog
 
 CHECKPOINT_MARK = "trial.json"  # written into every reported checkpoint: key, epoch, final
-ARTIFACTS = ("result.json", "config.yaml", "history.json", "figures")
 
 
 class TrialEvents(Protocol):
@@ -185,7 +185,7 @@ def trainable(config: dict[str, Any]) -> None:
         _report({"member_rows": json.dumps({k: _numeric(r) for k, r in rows.items()}), "trial_seconds": seconds,
                  **info, "trial_key": key, "final": 1}, files, mark)
         return
-    files = {name: work / name for name in (*ARTIFACTS, CHECKPOINT)}
+    files = {name: work / name for name in (*TRIAL_FILES, CHECKPOINT)}
     _report({**_numeric(row), **info, "trial_key": key, "final": 1}, files, mark)
 
 

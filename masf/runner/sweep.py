@@ -19,9 +19,11 @@ from rich.console import Console
 import masf
 from masf.config import flatten
 from masf.errors import MasfError
+from masf.layout import TRIAL_FILES
 from masf.features import FEATURES_DIR
 from masf.fingerprint import code_fingerprint, variant_fingerprint
 from masf.metrics import METRIC_KEYS, SELECTIONS, VAL_THRESHOLD_METRICS
+from masf.paper import dataset_name
 from masf.readings import reading_of
 from masf.runner import plan
 from masf.runner.progress import SweepProgress
@@ -37,7 +39,7 @@ RESULT_METRICS = (
     "best_epoch", "best_val_epoch", "skipped_batches", "skipped_steps", "total_batches", "train_seconds", "eval_seconds",
     "trial_seconds", "infer_ms_per_image", "infer_ms_per_image_ttsa", "test_images", "train_images", "val_images",
     "bank_seconds", "optimizer_steps", "calibration_images", "group_members", "feature_cache_hits", "feature_cache_misses",
-    "feature_cache_writes", "feature_cache_full",
+    "feature_cache_writes", "feature_cache_full", "trainable_parameters", "peak_rss_mb", "peak_cuda_mb",
 )
 
 
@@ -111,6 +113,7 @@ class _Driver:
         return {
             "category": s.category, "variant": s.variant, "seed": str(s.seed), "preset": s.config["preset"],
             "backbone": t["name"], "weights_source": t["weights"], "method": s.config["model"]["method"],
+            "dataset": dataset_name(s.config["data"].get("dataset")),
             "reading": reading_of(flatten(s.config)),
             "code_version": self.version, "code_fingerprint": code_fingerprint(),
             "config_fingerprint": s.fingerprint, "variant_fingerprint": variant_fingerprint(s.variant),
@@ -168,7 +171,7 @@ class _Driver:
         if checkpoint_dir and (Path(checkpoint_dir) / "result.json").exists():
             row = {**json.loads((Path(checkpoint_dir) / "result.json").read_text()), **{k: result[k] for k in ("ray_node", "host") if k in result}}
             artifacts = [(str(Path(checkpoint_dir) / name), "" if name != "figures" else "figures")
-                         for name in ("result.json", "config.yaml", "history.json", "figures")]
+                         for name in TRIAL_FILES]
         if "last/image_auroc" not in row:
             return None
         metrics = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -1,0 +1,235 @@
+"""Paired statistics: per-image test statistics kept with each result, and intervals for differences.
+
+A trial keeps, for each epoch selection, a compact record of its test split (``test_statistics``):
+every image's score and label, per-image histograms of its defect and defect-free pixel scores over
+one set of bins, one histogram per ground-truth region, and per-image counts at ADer's IoU-max
+thresholds. Every metric of ``masf.metrics`` can be recomputed from the record for any weighting of
+the test images (``metrics_from_statistics``): exactly for the image metrics, and with pixel scores
+resolved to the bins for the pixel metrics. A paired bootstrap over test images then draws the same
+image weights for two results on the same test images (``paired_bootstrap``); with 2000 draws of a
+category of a hundred images it takes well under a second.
+
+Intervals of a difference (variant minus reference, in the unit given):
+
+- several seeds: ``t_interval`` of the per-seed differences (same seed, same data), the mean
+  difference +- t(0.975, n-1) * sd / sqrt(n);
+- one seed: the paired bootstrap, stratified (good and defective images resampled apart, so every
+  draw has both), 95 % percentile interval of the draws' differences shifted onto the exact
+  difference: [d + q2.5(D* - D), d + q97.5(D* - D)], with d the difference of the exact metrics and
+  D the difference recomputed from the records with every image once (the bins' resolution error
+  cancels).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+from scipy import ndimage
+from scipy import stats as sps
+
+from masf.errors import MasfError
+from masf.layout import STATS_FILE  # noqa: F401 - where a trial keeps its records
+from masf.metrics import (IOU_THRESHOLDS, MAD_TERMS, METRIC_KEYS, _REGION_STRUCTURE, _area_to_limit, _check_limit,
+                          _maps_and_masks, _scores, normalized_maps)
+
+BINS = 512  # pixel-score bins of a record: quantiles of all pixels and of the defect pixels, half each
+DRAWS = 2000
+LEVEL = 0.95
+
+
+class StatsError(MasfError):
+    """Two records cannot be paired, or a record is malformed."""
+
+
+def _edges(maps: np.ndarray, defect: np.ndarray, bins: int) -> np.ndarray:
+    q = np.linspace(0.0, 1.0, bins // 2 + 1)
+    inner = np.concatenate((np.quantile(maps, q), np.quantile(maps[defect], q)))
+    return np.unique(inner)  # ascending; bin b holds scores in [edges[b], edges[b + 1]), the last bin is closed
+
+
+def test_statistics(image_scores, image_labels, anomaly_maps, masks, fpr_limit: float = 0.3, bins: int = BINS,
+                    images: Optional[Sequence[str]] = None) -> dict[str, np.ndarray]:
+    """The per-image record of one scored split (module docstring); ``images`` names the images for pairing."""
+    limit = _check_limit(fpr_limit)
+    scores = _scores(image_scores, "image_scores", 1).astype(np.float64)
+    labels = np.asarray(image_labels).astype(bool)
+    maps, defect = _maps_and_masks(anomaly_maps, masks)
+    n = maps.shape[0]
+    edges = _edges(maps, defect, bins)
+    n_bins = max(1, edges.size - 1)
+    idx = np.clip(np.searchsorted(edges, maps, side="right") - 1, 0, n_bins - 1)  # (N, H, W) bin of each pixel
+    image_of = np.broadcast_to(np.arange(n)[:, None, None], maps.shape)
+    flat = image_of * n_bins + idx
+    pos = np.bincount(flat[defect], minlength=n * n_bins).reshape(n, n_bins)
+    neg = np.bincount(flat[~defect], minlength=n * n_bins).reshape(n, n_bins)
+    regions, n_regions = ndimage.label(defect, structure=_REGION_STRUCTURE)
+    rid = regions[defect] - 1
+    region_hist = np.bincount(rid * n_bins + idx[defect], minlength=n_regions * n_bins).reshape(n_regions, n_bins)
+    region_image = np.asarray(ndimage.maximum(image_of, regions, index=np.arange(1, n_regions + 1)), dtype=np.int32).reshape(-1)
+    norm = normalized_maps(maps)
+    inter = np.zeros((n, IOU_THRESHOLDS.size), dtype=np.int64)
+    pred = np.zeros_like(inter)
+    for i in range(n):  # positive at t: normalised score > t
+        every, inside = np.sort(norm[i].ravel()), np.sort(norm[i][defect[i]])
+        pred[i] = every.size - np.searchsorted(every, IOU_THRESHOLDS, side="right")
+        inter[i] = inside.size - np.searchsorted(inside, IOU_THRESHOLDS, side="right")
+    names = np.asarray(list(images) if images is not None else [str(i) for i in range(n)], dtype=str)
+    return {
+        "score": scores, "label": labels, "edges": edges.astype(np.float64),
+        "pos_hist": pos.astype(np.int32), "neg_hist": neg.astype(np.int32),
+        "region_hist": region_hist.astype(np.int32), "region_image": region_image,
+        "iou_inter": inter.astype(np.int64), "iou_pred": pred.astype(np.int64),
+        "gt_pixels": defect.sum(axis=(1, 2)).astype(np.int64), "fpr_limit": np.float64(limit), "images": names,
+    }
+
+
+# ---------------------------------------------------------------- metrics from a record, many weightings at once
+
+
+def _pr_from_counts(tp: np.ndarray, fp: np.ndarray, total_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(AP, F1-max) per row from cumulative counts at descending thresholds (one column per threshold)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 1.0)
+        recall = tp / total_pos[:, None]
+        prev = np.concatenate((np.zeros((tp.shape[0], 1)), recall[:, :-1]), axis=1)
+        ap = np.sum((recall - prev) * precision, axis=1)
+        f1 = np.where(tp > 0, 2.0 * tp / (tp + fp + total_pos[:, None]), 0.0)
+    return ap, f1.max(axis=1)
+
+
+def _auroc_from_hist(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUROC per row from weighted per-bin counts (ascending bins); ties within a bin count one half."""
+    below = np.cumsum(neg, axis=1) - neg
+    return np.sum(pos * (below + 0.5 * neg), axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+
+
+def metrics_from_statistics(rec: Mapping[str, np.ndarray], weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    """Every metric of ``METRIC_KEYS`` (less the validation-threshold ones) for each row of ``weights``
+    ((draws, N) image weights; default: every image once), as (draws,) arrays of fractions."""
+    n = rec["score"].size
+    w = np.ones((1, n)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    score, label = rec["score"], rec["label"].astype(bool)
+    # image level: exact, ties together
+    order = np.argsort(-score, kind="stable")
+    s_sorted = score[order]
+    last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    wp, wn = w[:, order] * label[order], w[:, order] * ~label[order]
+    tp, fp = np.cumsum(wp, axis=1)[:, last_of_tie], np.cumsum(wn, axis=1)[:, last_of_tie]
+    image_ap, image_f1 = _pr_from_counts(tp, fp, wp.sum(axis=1))
+    pos_s, neg_s = score[label], score[~label]
+    beats = (pos_s[:, None] > neg_s[None, :]) + 0.5 * (pos_s[:, None] == neg_s[None, :])  # (P, Q)
+    w_pos, w_neg = w[:, label], w[:, ~label]
+    image_auroc = np.einsum("dp,pq,dq->d", w_pos, beats, w_neg) / (w_pos.sum(axis=1) * w_neg.sum(axis=1))
+    # pixel level from the bins
+    pos = w @ rec["pos_hist"].astype(np.float64)  # (D, B)
+    neg = w @ rec["neg_hist"].astype(np.float64)
+    pixel_auroc = _auroc_from_hist(pos, neg)
+    tp_px, fp_px = np.cumsum(pos[:, ::-1], axis=1), np.cumsum(neg[:, ::-1], axis=1)  # at thresholds from the top bin down
+    pixel_ap, pixel_f1 = _pr_from_counts(tp_px, fp_px, pos.sum(axis=1))
+    # PRO: each region's covered share at each threshold, averaged over regions with their image's weight
+    hist = rec["region_hist"].astype(np.float64)
+    cover = np.cumsum(hist[:, ::-1], axis=1) / np.maximum(hist.sum(axis=1, keepdims=True), 1.0)  # (R, B)
+    w_reg = w[:, rec["region_image"]]  # (D, R)
+    pro_curve = (w_reg @ cover) / w_reg.sum(axis=1, keepdims=True)
+    fpr_curve = fp_px / neg.sum(axis=1, keepdims=True)
+    limit = float(rec["fpr_limit"])
+    pro = np.array([_area_to_limit(np.r_[0.0, f], np.r_[0.0, p], limit) for f, p in zip(fpr_curve, pro_curve)])
+    inter, pred = w @ rec["iou_inter"].astype(np.float64), w @ rec["iou_pred"].astype(np.float64)
+    gt = (w @ rec["gt_pixels"].astype(np.float64))[:, None]
+    union = pred + gt - inter
+    iou = np.max(np.divide(inter, union, out=np.zeros_like(inter), where=union > 0), axis=1)
+    out = {"image_auroc": image_auroc, "image_ap": image_ap, "image_f1_max": image_f1, "pixel_auroc": pixel_auroc,
+           "pixel_ap": pixel_ap, "pixel_f1_max": pixel_f1, "pro": pro, "pixel_iou_max": iou}
+    out["mad"] = np.mean([out[k] for k in MAD_TERMS], axis=0)
+    return out
+
+
+def pro_curve_from_statistics(rec: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The binned PRO curve (FPR, PRO) of a record, from (0, 0), for plotting."""
+    hist = rec["region_hist"].astype(np.float64)
+    cover = np.cumsum(hist[:, ::-1], axis=1) / np.maximum(hist.sum(axis=1, keepdims=True), 1.0)
+    neg = rec["neg_hist"].sum(axis=0).astype(np.float64)
+    return np.r_[0.0, np.cumsum(neg[::-1]) / neg.sum()], np.r_[0.0, cover.mean(axis=0)]
+
+
+# ---------------------------------------------------------------- intervals
+
+
+def check_pair(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], where: str = "") -> None:
+    """Two records can be paired only on the same test images (same names, same labels, same order)."""
+    if a["score"].size != b["score"].size or not np.array_equal(a["images"], b["images"]) or not np.array_equal(a["label"], b["label"]):
+        raise StatsError(f"{where or 'records'}: the two results were not scored on the same test images")
+
+
+def bootstrap_weights(labels: np.ndarray, draws: int = DRAWS, seed: int = 0) -> np.ndarray:
+    """(draws, N) image counts of a stratified bootstrap: good and defective images resampled apart."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels).astype(bool)
+    w = np.zeros((draws, labels.size))
+    for group in (np.flatnonzero(labels), np.flatnonzero(~labels)):
+        if group.size:
+            picks = group[rng.integers(0, group.size, size=(draws, group.size))]
+            np.add.at(w, (np.repeat(np.arange(draws), group.size), picks.ravel()), 1.0)
+    return w
+
+
+def paired_bootstrap(pairs: Sequence[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Mapping[str, float], Mapping[str, float]]],
+                     metrics: Sequence[str], draws: int = DRAWS, seed: int = 0, level: float = LEVEL) -> dict[str, tuple[float, float, float]]:
+    """Mean difference (a - b) over ``pairs`` and its bootstrap interval, per metric, in the metrics' unit.
+
+    Each pair is (record a, record b, exact metrics a, exact metrics b) of one category; every
+    category draws its own images, and a draw's difference is the mean over the categories.
+    Returns metric -> (difference, low, high).
+    """
+    boot = {m: np.zeros(draws) for m in metrics}
+    point = {m: 0.0 for m in metrics}
+    for i, (ra, rb, ma, mb) in enumerate(pairs):
+        check_pair(ra, rb)
+        w = bootstrap_weights(ra["label"], draws, seed + i)
+        da, db = metrics_from_statistics(ra, w), metrics_from_statistics(rb, w)
+        fa, fb = metrics_from_statistics(ra), metrics_from_statistics(rb)
+        for m in metrics:
+            exact = float(ma[m]) - float(mb[m])
+            point[m] += exact / len(pairs)
+            boot[m] += (exact + (da[m] - db[m]) - (fa[m][0] - fb[m][0])) / len(pairs)
+    alpha = (1.0 - level) / 2.0
+    return {m: (point[m], float(np.quantile(boot[m], alpha)), float(np.quantile(boot[m], 1.0 - alpha))) for m in metrics}
+
+
+def t_interval(differences: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
+    """(mean, low, high): the t interval of paired differences; one difference gives no interval (NaN bounds)."""
+    d = np.asarray([x for x in differences if np.isfinite(x)], dtype=np.float64)
+    if d.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(d.mean())
+    if d.size < 2:
+        return mean, math.nan, math.nan
+    half = float(sps.t.ppf(0.5 + level / 2.0, d.size - 1)) * float(d.std(ddof=1)) / math.sqrt(d.size)
+    return mean, mean - half, mean + half
+
+
+def excludes_zero(low: float, high: float) -> bool:
+    return bool(np.isfinite(low) and np.isfinite(high) and (low > 0.0 or high < 0.0))
+
+
+# ---------------------------------------------------------------- files
+
+
+def save_statistics(path, records: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """One npz with every selection's record under 'SELECTION/field'."""
+    np.savez_compressed(path, **{f"{sel}/{k}": np.asarray(v) for sel, rec in records.items() for k, v in rec.items()})
+
+
+def load_statistics(path) -> dict[str, dict[str, np.ndarray]]:
+    """selection -> record, from ``save_statistics``'s file."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for key in z.files:
+            sel, field = key.split("/", 1)
+            out.setdefault(sel, {})[field] = z[key]
+    return out
+
+
+STAT_METRICS = tuple(k for k in METRIC_KEYS)  # what a record recomputes
