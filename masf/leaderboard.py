@@ -587,7 +587,14 @@ def efficiency_table(df: pd.DataFrame) -> pd.DataFrame:
         if cuda:
             row[EFFICIENCY["peak_cuda_mb"]] = cell("peak_cuda_mb", "{:.0f}")
         row["trials"] = int(r.trials)
-        row["notes"] = "training shared with its group (train s and steps are the group's one training)" if r.shared_training else ""
+        notes = ["training shared with its group (train s and steps are the group's one training)"] if r.shared_training else []
+        name = base_variant(v)
+        switches = get_variant(name).switches if name in list_variants() else {}
+        if switches.get("model.method") in ("patchcore", "padim"):
+            notes.append("no TTSA in this method: both columns time one plain pass")
+        elif switches.get("model.ttsa.enabled") is False:
+            notes.append("scores without TTSA: its TTSA column times the same detector with TTSA switched on")
+        row["notes"] = "; ".join(notes)
         rows[v] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "variant"
@@ -737,7 +744,10 @@ def pro_curves_figure(df: pd.DataFrame, records: RecordSource, path: Path, selec
         ax.set_xlabel("FPR")
         ax.set_ylabel("PRO")
         ax.set_title(cat, fontsize=9)
-        ax.legend(fontsize=7)
+        if ax.get_lines():
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5 * limit, 0.5, "no per-image records", ha="center", fontsize=8, color="red")
     fig.suptitle(f"PRO curves up to FPR {limit:g}, {SELECTIONS[selection]}" + (f"; no per-image records: {', '.join(sorted(missing))}" if missing else ""), fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -796,12 +806,13 @@ def markdown_report(df: pd.DataFrame, records: Optional[RecordSource] = None, me
     """Every variant's per-category table, the ablation table with paired intervals and the per-category paired tables,
     for each selection (last, validation- and test-selected); then the efficiency table."""
     parts = []
+    paper = declared_mvtec(df)  # the paper's figures beside, for data declared MVTec AD
     for selection, label in SELECTIONS.items():
         parts.append(f"## {label}" + (" (headline)" if selection == "last" else ""))
         for v in variants_in(df):
-            parts.append(format_table(category_table(df, v, selection, metrics, paper=True), "md", category_title(v, selection)))
+            parts.append(format_table(category_table(df, v, selection, metrics, paper=paper), "md", category_title(v, selection)))
         if len(variants_in(df)) > 1:
-            parts.append(format_table(ablation_table(df, selection, metrics=metrics, records=records, paper=True), "md", ablation_title(selection)))
+            parts.append(format_table(ablation_table(df, selection, metrics=metrics, records=records, paper=paper), "md", ablation_title(selection)))
             for v in variants_in(df):
                 if base_variant(v) != "full" and ("full" + label_suffix(v)) in set(df.variant):
                     parts.append(format_table(paired_category_table(df, v, selection, metrics=metrics, records=records), "md",

@@ -212,3 +212,11 @@ def test_peak_memory_is_per_trial_in_one_process():
         peak_second = second.result()["peak_rss_mb"]
     assert first.method in ("vmhwm", "sampled")
     assert peak_first - peak_second > 250  # the second trial does not inherit the first one's peak
+
+
+def test_declaring_the_dataset_is_a_label_not_a_new_configuration():
+    from masf.config import build_config
+    from masf.fingerprint import config_fingerprint
+
+    plain, declared = build_config("smoke", []), build_config("smoke", ["data.dataset=mvtec_ad"])
+    assert declared.data.dataset == "mvtec_ad" and config_fingerprint(declared) == config_fingerprint(plain)

@@ -110,5 +110,6 @@ def train(
     bank = f"  bank build {row['bank_seconds']:.1f} s" if "bank_seconds" in row else ""
     console.print(
         f"optimiser steps {row['optimizer_steps']}, skipped batches {row['skipped_batches']}/{row['total_batches']}, steps {row['skipped_steps']}  train {row['train_seconds']:.1f} s{bank}  "
-        f"{timing}  device {row['device']}"
+        f"{timing}  device {row['device']}  trainable parameters {row.get('trainable_parameters', 0):,}"
+        + (f"  peak RSS {row['peak_rss_mb']:.0f} MB" if row.get("peak_rss_mb") else "")
     )
