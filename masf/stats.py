@@ -34,7 +34,7 @@ from masf.layout import STATS_FILE  # noqa: F401 - where a trial keeps its recor
 from masf.metrics import (IOU_THRESHOLDS, MAD_TERMS, METRIC_KEYS, _REGION_STRUCTURE, _area_to_limit, _check_limit,
                           _maps_and_masks, _scores, normalized_maps)
 
-BINS = 512  # pixel-score bins of a record: quantiles of all pixels and of the defect pixels, half each
+BINS = 512  # pixel-score bins of a record (``_edges``)
 DRAWS = 2000
 LEVEL = 0.95
 
@@ -44,8 +44,11 @@ class StatsError(MasfError):
 
 
 def _edges(maps: np.ndarray, defect: np.ndarray, bins: int) -> np.ndarray:
-    q = np.linspace(0.0, 1.0, bins // 2 + 1)
-    inner = np.concatenate((np.quantile(maps, q), np.quantile(maps[defect], q)))
+    """Bin edges: a quarter at even quantiles of all pixels, a quarter at quantiles dense toward the top (the
+    low-FPR end, where F1-max, AP and PRO are decided: 1 - 10^0 ... 1 - 10^-6), half at even quantiles of the
+    defect pixels."""
+    levels = np.unique(np.concatenate((np.linspace(0.0, 1.0, bins // 4 + 1), 1.0 - np.logspace(0.0, -6.0, bins // 4))))
+    inner = np.concatenate((np.quantile(maps, levels), np.quantile(maps[defect], np.linspace(0.0, 1.0, bins // 2 + 1))))
     return np.unique(inner)  # ascending; bin b holds scores in [edges[b], edges[b + 1]), the last bin is closed
 
 

@@ -72,6 +72,13 @@ def test_loss_falls_and_metrics_in_range(synth_root, tiny, tmp_path):
     assert evaluated == [3, 6] and outcome.best_epoch in evaluated and outcome.best_val_epoch in evaluated
     assert set(outcome.best_on_val) == set(METRIC_KEYS) and all(0.0 <= v <= 1.0 for v in outcome.best_on_val.values())
     assert all(0.0 <= h["val/composite"] <= 1.0 for h in outcome.history if "composite" in h)
+    # each selection keeps the per-image record of its epoch's test scoring (masf/stats.py); it recomputes its metrics
+    from masf.stats import metrics_from_statistics
+
+    assert set(outcome.test_stats) == {"last", "best_on_val", "best_on_test"}
+    again = metrics_from_statistics(outcome.test_stats["last"])
+    assert again["image_auroc"][0] == pytest.approx(outcome.last["image_auroc"], abs=1e-9)
+    assert outcome.trainable_parameters > 0
     # 8 train/good images: 2 held out for validation (each also with a pseudo-anomaly), 6 to train on
     assert outcome.skipped_batches == 0 and outcome.total_batches == 12
 
