@@ -13,6 +13,12 @@ than the default (its ``reading`` tag, masf/readings.py) is shown as "NAME [read
 the tag ran the spec reading), and its deltas are taken to the reference of the same reading.
 The display tables carry their numeric frame in ``table.attrs["numbers"]`` (what csv writes)
 and their caption in ``table.attrs["caption"]``.
+
+Every Δ to the reference is paired by seed (same seed, same data) and carries a 95 % interval: a
+t interval over seeds, or with one seed a paired bootstrap over test images from the trials'
+per-image records (masf/stats.py, fetched from MLflow by ``MlflowRecords``). Columns are picked
+from ``METRICS`` (``pick_metrics``: default, ader, or keys); the paper's reported figures
+(masf/paper.py) stand beside only runs declared MVTec AD; ``efficiency_table`` gives the costs.
 """
 
 from __future__ import annotations

@@ -215,6 +215,10 @@ def test_cli_rejects_bad_options_in_one_line(tmp_path: Path):
     assert result.exit_code == 1 and str(result.exception) == "--selection: expected one of last, best_on_val, best_on_test, got 'best'"
     result = runner.invoke(app, ["leaderboard", "--format", "html"])
     assert result.exit_code == 1 and str(result.exception) == "--format: expected one of table, md, csv, latex, got 'html'"
+    result = runner.invoke(app, ["leaderboard", "--metrics", "image_auroc,iou"])
+    assert result.exit_code == 1 and str(result.exception).startswith("--metrics: unknown metric 'iou' (expected default, ader or some of image_auroc,")
+    result = runner.invoke(app, ["leaderboard", "--tables", "category,speed"])
+    assert result.exit_code == 1 and str(result.exception) == "--tables: expected one of category, ablation, paired, efficiency, got 'speed'"
     store = tmp_path / "none" / "mlflow.db"
     result = runner.invoke(app, ["leaderboard", "--tracking-uri", f"sqlite:///{store}"])
     assert result.exit_code == 1 and str(result.exception).startswith(f"no MLflow store at {store}")
