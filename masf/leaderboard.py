@@ -493,7 +493,8 @@ def _delta_cell(d: float, lo: float, hi: float) -> str:
     return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]" + ("*" if st.excludes_zero(lo, hi) else "")
 
 
-INTERVAL_NOTE = ("Δ [95 % interval] = variant - {ref} in percentage points, paired by seed (same seed, same data) over the "
+INTERVAL_NOTE = ("Δ [95 % interval] = variant - {ref} in percentage points (a variant of another reading: vs the reference "
+                 "of that reading), paired by seed (same seed, same data) over the "
                  "(category, seed) trials both have: with several seeds a t interval over the seeds' mean differences, with one "
                  "seed a paired bootstrap over test images (stratified, 2000 draws, from each trial's per-image records); "
                  "* = the interval excludes 0; no interval where neither is possible")
@@ -531,8 +532,7 @@ def ablation_table(df: pd.DataFrame, selection: str = "last", reference: str = "
         extra = "; " + (_not_declared_note(df) if not declared_mvtec(df) else "the paper's Table 4 is on Bottle alone: shown when the runs are bottle alone")
     table.attrs.update(numbers=nums, caption=_caption(df, selection,
                        "per variant: mean over seeds per category, then over categories; " + INTERVAL_NOTE.format(ref=reference)
-                       + " (a variant of another reading: vs the reference of that reading); "
-                       "failed, timed-out and missing trials left out; " + STUDENT_NOTE + extra + _threshold_note(metrics)))
+                       + "; failed, timed-out and missing trials left out; " + STUDENT_NOTE + extra + _threshold_note(metrics)))
     return table
 
 
@@ -584,7 +584,8 @@ def efficiency_table(df: pd.DataFrame) -> pd.DataFrame:
         cell = lambda k, fmt="{:.1f}": "n/a" if math.isnan(r[f"{k}_mean"]) else fmt.format(r[f"{k}_mean"])  # noqa: E731
         row = {
             EFFICIENCY["trainable_parameters"]: cell("trainable_parameters", "{:,.0f}"),
-            EFFICIENCY["train_seconds"]: "n/a" if math.isnan(r.train_seconds_mean) else _pct(r.train_seconds_mean, r.train_seconds_std).replace(".00", ""),
+            EFFICIENCY["train_seconds"]: "n/a" if math.isnan(r.train_seconds_mean) else f"{r.train_seconds_mean:.0f}"
+            + ("" if math.isnan(r.train_seconds_std) else f" ± {r.train_seconds_std:.0f}"),
             EFFICIENCY["optimizer_steps"]: cell("optimizer_steps", "{:.0f}"),
             EFFICIENCY["infer_ms_per_image"]: cell("infer_ms_per_image"),
             EFFICIENCY["infer_ms_per_image_ttsa"]: cell("infer_ms_per_image_ttsa"),

@@ -111,3 +111,18 @@ def ablation_row(variant: str) -> Optional[Reported]:
             return Reported({"image_auroc": img, "pixel_auroc": pix, "pro": pro, "image_ap": None},
                             "Table 4" if measured else "Table 4 (paper estimate)", estimated=not measured)
     return None
+
+
+def markdown() -> str:
+    """The three tables as markdown, from the figures above (``masf-bench paper``)."""
+    cell = lambda v: "—" if v is None else (f"{v:.2f}" if round(v, 2) == v else f"{v:g}")  # noqa: E731 - as printed
+    out = ["### MASF paper, Table 1: MVTec AD Bottle (reported)", "", "| method | Img-AUC | Pix-AUC | PRO | AP |", "|---|---:|---:|---:|---:|"]
+    out += [f"| {name} | " + " | ".join(map(cell, vals)) + " |" for name, vals in TABLE_1.items()]
+    out += ["", "### MASF paper, Table 3: MASF per MVTec AD category (reported; † non-finite float16 losses)", "",
+            "| category | Img-AUC | Pix-AUC | PRO | AP |", "|---|---:|---:|---:|---:|"]
+    out += [f"| {cat}{' †' if cat in TABLE_3_NONFINITE else ''} | " + " | ".join(map(cell, vals)) + " |" for cat, vals in TABLE_3.items()]
+    out += ["", "### MASF paper, Table 4: ablation on Bottle (reported; rows 3-6 are the paper's estimates)", "",
+            "| row | variant | Img-AUC | Pix-AUC | PRO | Combined | measured |", "|---|---|---:|---:|---:|---:|---|"]
+    out += [f"| {row} | {v} | {cell(i)} | {cell(p)} | {cell(r)} | {cell(c)} | {'yes' if m else 'no (paper estimate)'} |"
+            for row, (v, i, p, r, c, m) in TABLE_4.items()]
+    return "\n".join(out) + "\n"

@@ -220,3 +220,15 @@ def test_declaring_the_dataset_is_a_label_not_a_new_configuration():
 
     plain, declared = build_config("smoke", []), build_config("smoke", ["data.dataset=mvtec_ad"])
     assert declared.data.dataset == "mvtec_ad" and config_fingerprint(declared) == config_fingerprint(plain)
+
+
+def test_the_paper_command_prints_the_figures_from_the_one_place():
+    from typer.testing import CliRunner
+
+    from masf.cli.main import app
+
+    out = CliRunner().invoke(app, ["paper"])
+    assert out.exit_code == 0, out.output
+    assert "| screw | 37.90 | 94.19 | 78.18 | 67.98 |" in out.output and "| carpet † | 62.72 | 82.22 | 44.18 | 82.55 |" in out.output
+    assert "| w/o SDM (spatial only) | no_sdm | 98.81 | 96.12 | 91.04 | 97.02 | no (paper estimate) |" in out.output
+    assert "| MASF | 99.9999 | 98.53 | 94.61 | 99.9999 |" in out.output

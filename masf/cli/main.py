@@ -43,6 +43,16 @@ def variants() -> None:
         tag = " (baseline)" if v.baseline else ""
         console.print(f"[bold]{name}[/]{tag}: {v.description}")
 
+
+
+@app.command()
+def paper() -> None:
+    """Print the MASF paper's reported figures (its Tables 1, 3 and 4, masf/paper.py) as markdown."""
+    from masf.paper import markdown
+
+    typer.echo(markdown(), nl=False)
+
+
 err_console = Console(stderr=True)
 
 
