@@ -490,7 +490,8 @@ def _delta_cell(d: float, lo: float, hi: float) -> str:
         return "n/a"
     if math.isnan(lo) or math.isnan(hi):
         return f"{d:+.2f}"
-    return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]" + ("*" if st.excludes_zero(lo, hi) else "")
+    bound = lambda x: f"{0.0 if abs(x) < 5e-3 else x:+.2f}"  # noqa: E731 - no '-0.00'
+    return f"{d:+.2f} [{bound(lo)}, {bound(hi)}]" + ("*" if st.excludes_zero(lo, hi) else "")
 
 
 INTERVAL_NOTE = ("Δ [95 % interval] = variant - {ref} in percentage points (a variant of another reading: vs the reference "

@@ -213,8 +213,9 @@ def t_interval(differences: Sequence[float], level: float = LEVEL) -> tuple[floa
     return mean, mean - half, mean + half
 
 
-def excludes_zero(low: float, high: float) -> bool:
-    return bool(np.isfinite(low) and np.isfinite(high) and (low > 0.0 or high < 0.0))
+def excludes_zero(low: float, high: float, tol: float = 1e-6) -> bool:
+    """Whether [low, high] leaves out 0; a bound within ``tol`` of 0 (float rounding of a bound that is 0) counts as 0."""
+    return bool(np.isfinite(low) and np.isfinite(high) and (low > tol or high < -tol))
 
 
 # ---------------------------------------------------------------- files
