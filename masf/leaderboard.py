@@ -18,7 +18,7 @@ Every Δ to the reference is paired by seed (same seed, same data) and carries a
 t interval over seeds, or with one seed a paired bootstrap over test images from the trials'
 per-image records (masf/stats.py, fetched from MLflow by ``MlflowRecords``). Columns are picked
 from ``METRICS`` (``pick_metrics``: default, ader, or keys); the paper's reported figures
-(masf/paper.py) stand beside only runs declared MVTec AD; ``efficiency_table`` gives the costs.
+(masf/paper.py) stand beside only runs declared MVTec AD; masf/efficiency.py gives the costs.
 """
 
 from __future__ import annotations
@@ -28,16 +28,13 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from masf.errors import MasfError  # noqa: E402
 from masf.fingerprint import variant_fingerprint  # noqa: E402
+from masf.metrics import METRIC_KEYS  # noqa: E402
 from masf.metrics import SELECTIONS as TRIAL_SELECTIONS  # noqa: E402
 from masf.paper import MVTEC_AD, PAPER_METRICS, ablation_row, category_figures, dataset_name  # noqa: E402
 from masf import stats as st  # noqa: E402
@@ -321,7 +318,7 @@ def paired_interval(pairs: pd.DataFrame, selection: str, metrics: Sequence[str],
                 recs = []
                 break
             recs.append((a, b, {m: row[f"{selection}/{m}"] for m in metrics}, {m: row[f"{selection}/{m}_ref"] for m in metrics}))
-    usable = [m for m in metrics if m in st.STAT_METRICS]
+    usable = [m for m in metrics if m in METRIC_KEYS]  # what a record recomputes (not the validation-threshold F1s)
     if recs and usable:
         try:
             boot = st.paired_bootstrap(recs, usable, seed=seed)
@@ -550,70 +547,6 @@ def paired_category_table(df: pd.DataFrame, variant: str, selection: str = "last
     return table
 
 
-# per trial: what a variant costs (trainable parameters, training, inference, memory)
-EFFICIENCY = {"trainable_parameters": "trainable parameters", "train_seconds": "train s", "optimizer_steps": "optimiser steps",
-              "infer_ms_per_image": "infer ms/img", "infer_ms_per_image_ttsa": "infer ms/img (TTSA)", "peak_rss_mb": "peak RSS MB",
-              "peak_cuda_mb": "peak CUDA MB"}
-
-
-def efficiency_numbers(df: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: the mean (and max for memory) over finished trials of each cost in ``EFFICIENCY``."""
-    rows = {}
-    for v in variants_in(df):
-        ok = df[(df.variant == v) & df.status.eq("finished")]
-        row: dict[str, Any] = {"trials": len(ok)}
-        for key in EFFICIENCY:
-            vals = ok[key].dropna() if key in ok else pd.Series(dtype=float)
-            row[f"{key}_mean"] = vals.mean() if len(vals) else math.nan
-            row[f"{key}_std"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
-            row[f"{key}_max"] = vals.max() if len(vals) else math.nan
-        groups = ok["training_group"].dropna().astype(str) if "training_group" in ok else pd.Series(dtype=str)
-        row["shared_training"] = bool(len(groups) and groups.ne("").any() and groups.ne("nan").any())
-        rows[v] = row
-    out = pd.DataFrame.from_dict(rows, orient="index")
-    out.index.name = "variant"
-    return out
-
-
-def efficiency_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: trainable parameters, training seconds and optimiser steps, inference ms per image with and
-    without TTSA, peak memory of the trial (mean over trials; memory also the max)."""
-    nums = efficiency_numbers(df)
-    cuda = "peak_cuda_mb_mean" in nums and nums["peak_cuda_mb_mean"].notna().any()
-    rows = {}
-    for v, r in nums.iterrows():
-        cell = lambda k, fmt="{:.1f}": "n/a" if math.isnan(r[f"{k}_mean"]) else fmt.format(r[f"{k}_mean"])  # noqa: E731
-        row = {
-            EFFICIENCY["trainable_parameters"]: cell("trainable_parameters", "{:,.0f}"),
-            EFFICIENCY["train_seconds"]: "n/a" if math.isnan(r.train_seconds_mean) else f"{r.train_seconds_mean:.0f}"
-            + ("" if math.isnan(r.train_seconds_std) else f" ± {r.train_seconds_std:.0f}"),
-            EFFICIENCY["optimizer_steps"]: cell("optimizer_steps", "{:.0f}"),
-            EFFICIENCY["infer_ms_per_image"]: cell("infer_ms_per_image"),
-            EFFICIENCY["infer_ms_per_image_ttsa"]: cell("infer_ms_per_image_ttsa"),
-            EFFICIENCY["peak_rss_mb"]: cell("peak_rss_mb", "{:.0f}") + ("" if math.isnan(r.peak_rss_mb_max) else f" (max {r.peak_rss_mb_max:.0f})"),
-        }
-        if cuda:
-            row[EFFICIENCY["peak_cuda_mb"]] = cell("peak_cuda_mb", "{:.0f}")
-        row["trials"] = int(r.trials)
-        notes = ["training shared with its group (train s and steps are the group's one training)"] if r.shared_training else []
-        name = base_variant(v)
-        switches = get_variant(name).switches if name in list_variants() else {}
-        if switches.get("model.method") in ("patchcore", "padim"):
-            notes.append("no TTSA in this method: both columns time one plain pass")
-        elif switches.get("model.ttsa.enabled") is False:
-            notes.append("scores without TTSA: its TTSA column times the same detector with TTSA switched on")
-        row["notes"] = "; ".join(notes)
-        rows[v] = row
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "variant"
-    sweeps = df.attrs.get("sweeps", [])
-    table.attrs.update(numbers=nums, caption=(f"sweep {', '.join(sweeps)}; " if sweeps else "") + (
-                       "mean over finished trials (train s: ± sample std); infer ms/img: model.score on up to eval.timing_images "
-                       "test images, the feature cache off, on the trial's device and threads; peak RSS: the trial's own high-water "
-                       "mark (reset at its start, so a reused worker reports each trial alone; masf/memory.py)"))
-    return table
-
-
 def _latex(text: Any) -> str:
     out = "".join({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}.get(ch, ch) for ch in str(text))
@@ -659,121 +592,7 @@ def ablation_title(selection: str) -> str:
     return f"Ablation: variants averaged over categories, {SELECTIONS[selection]}"
 
 
-# ---------------------------------------------------------------- figure and the sweep's files
-
-
-def category_bars(df: pd.DataFrame, path: Path, selection: str = "last", metric: str = "image_auroc") -> Path:
-    """Grouped bars: one group per category, one bar per variant, error bars = sample std over seeds."""
-    check_choice(metric, list(METRICS), "metric")
-    variants = variants_in(df)
-    per = {v: category_numbers(df, v, selection).drop(index="mean") for v in variants}
-    cats = sorted(df.category.unique())
-    width = 0.8 / len(variants)
-    fig, ax = plt.subplots(figsize=(min(24.0, 2.0 + 0.35 * len(cats) * len(variants) + 0.5 * len(cats)), 4.5))
-    means = pd.concat([p[f"{metric}_mean"] for p in per.values()])
-    low = max(0.0, math.floor((means.min() if means.notna().any() else 50.0) - 5.0))
-    for i, v in enumerate(variants):
-        cn = per[v].reindex(cats)
-        x = np.arange(len(cats)) + (i - (len(variants) - 1) / 2) * width
-        mean, std = cn[f"{metric}_mean"].to_numpy(float), cn[f"{metric}_std"].to_numpy(float)
-        ax.bar(x, np.where(np.isnan(mean), 0.0, mean - low), width, bottom=low, label=v)
-        spread = ~np.isnan(std)  # one seed: no error bar rather than a zero one
-        ax.errorbar(x[spread], mean[spread], yerr=std[spread], fmt="none", ecolor="black", capsize=2)
-        for xi, m, status in zip(x, mean, cn.status.fillna("missing")):
-            if np.isnan(m):
-                ax.text(xi, low + 0.5, "missing" if status == "missing" else status, rotation=90, ha="center", va="bottom", fontsize=7, color="red")
-    ax.set_xticks(np.arange(len(cats)), cats, rotation=30, ha="right")
-    ax.set_ylim(low, 100.0)
-    ax.set_ylabel(f"{METRICS[metric]} (%)")
-    done = df[df.status.eq("finished")]
-    ax.set_title(f"{METRICS[metric]} per category, {SELECTIONS[selection]}; "
-                 f"{_seeds(done.seed.unique().tolist()) if len(done) else 'no finished seeds'}; error bars: std over seeds", fontsize=10)
-    ax.legend(fontsize=8, ncol=min(4, len(variants)))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def paired_figure(nums: pd.DataFrame, path: Path, metrics: Sequence[str] = DEFAULT_METRICS, reference: str = "full",
-                  title: str = "") -> Path:
-    """The paired differences with their 95 % intervals: one row per variant, one panel per metric (``ablation_numbers``
-    or ``paired_category_numbers`` rows)."""
-    rows = [v for v in nums.index if v != reference and nums.loc[v, [f"delta_{m}" for m in metrics]].notna().any()]
-    ncols = min(4, len(metrics))
-    nrows = math.ceil(len(metrics) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1.5, nrows * (0.45 * max(1, len(rows)) + 1.4)), squeeze=False)
-    for ax in axes.flat[len(metrics):]:
-        ax.set_visible(False)
-    y = np.arange(len(rows))[::-1]
-    for ax, m in zip(axes.flat, metrics):
-        d = nums.loc[rows, f"delta_{m}"].to_numpy(float) if rows else np.array([])
-        lo, hi = (nums.loc[rows, f"{k}_{m}"].to_numpy(float) if rows else np.array([]) for k in ("low", "high"))
-        has = ~np.isnan(lo) & ~np.isnan(hi)
-        ax.axvline(0.0, color="grey", lw=0.8)
-        ax.errorbar(d[has], y[has], xerr=[d[has] - lo[has], hi[has] - d[has]], fmt="o", color="black", ecolor="black", capsize=3)
-        ax.plot(d[~has], y[~has], "o", mfc="white", color="black")  # no interval: hollow
-        for yi, di, excl in zip(y, d, [st.excludes_zero(a, b) for a, b in zip(lo, hi)]):
-            if excl:
-                ax.annotate("*", (di, yi), textcoords="offset points", xytext=(0, 5), ha="center")
-        ax.set_title(f"Δ {METRICS[m]} (pp)", fontsize=9)
-        ax.set_yticks(y, rows)
-    fig.suptitle(title or f"paired differences vs {reference}, 95 % intervals (hollow: no interval; *: excludes 0)", fontsize=9, y=1.0)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def pro_curves_figure(df: pd.DataFrame, records: RecordSource, path: Path, selection: str = "last") -> Path:
-    """PRO against FPR up to the PRO limit, one panel per category, one line per variant (mean over its seeds' curves on
-    one FPR grid), from the trials' per-image records; a variant without records is left out and named in the title."""
-    cats = sorted(df.category.unique())
-    variants = variants_in(df)
-    fig, axes = plt.subplots(1, len(cats), figsize=(4.2 * len(cats), 3.6), squeeze=False)
-    missing: set[str] = set()
-    limit = 0.3
-    for ax, cat in zip(axes[0], cats):
-        for v in variants:
-            ok = _finished(df[(df.variant == v) & (df.category == cat)], selection)
-            recs = [r for r in (records(rid, selection) for rid in ok.run_id) if r is not None]
-            if not recs:
-                missing.add(v) if len(ok) else None
-                continue
-            limit = float(recs[0]["fpr_limit"])
-            grid = np.linspace(0.0, limit, 200)
-            curves = [np.interp(grid, *st.pro_curve_from_statistics(r)) for r in recs]
-            ax.plot(grid, np.mean(curves, axis=0), label=f"{v} ({len(recs)} seed{'s' if len(recs) > 1 else ''})")
-        ax.set_xlim(0.0, limit)
-        ax.set_ylim(0.0, 1.0)
-        ax.set_xlabel("FPR")
-        ax.set_ylabel("PRO")
-        ax.set_title(cat, fontsize=9)
-        if ax.get_lines():
-            ax.legend(fontsize=7)
-        else:
-            ax.text(0.5 * limit, 0.5, "no per-image records", ha="center", fontsize=8, color="red")
-    fig.suptitle(f"PRO curves up to FPR {limit:g}, {SELECTIONS[selection]}" + (f"; no per-image records: {', '.join(sorted(missing))}" if missing else ""), fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def write_figures(df: pd.DataFrame, folder: Path, selection: str = "last", records: Optional[RecordSource] = None,
-                  reference: str = "full", metrics: Sequence[str] = DEFAULT_METRICS) -> list[Path]:
-    """category_bars.png, and with several variants paired_differences.png; with records pro_curves.png."""
-    folder = Path(folder)
-    paths = [category_bars(df, folder / "category_bars.png", selection)]
-    if len(variants_in(df)) > 1:
-        paths.append(paired_figure(ablation_numbers(df, selection, reference, records), folder / "paired_differences.png", metrics, reference))
-    if records is not None:
-        paths.append(pro_curves_figure(df, records, folder / "pro_curves.png", selection))
-    return paths
+# ---------------------------------------------------------------- records and the sweep's files
 
 
 class MlflowRecords:
@@ -782,30 +601,15 @@ class MlflowRecords:
     def __init__(self, tracking_uri: str):
         self.tracking_uri = tracking_uri
         self._files: dict[str, Optional[dict[str, dict]]] = {}
-        self._tmp: Optional[Any] = None
-
-    def _load(self, run_id: str) -> Optional[dict[str, dict]]:
-        import tempfile
-
-        import os
-
-        import mlflow
-
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bar per run on stderr
-        if self._tmp is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="masf-records-")
-        try:
-            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=st.STATS_FILE, dst_path=f"{self._tmp.name}/{run_id}",
-                                                        tracking_uri=self.tracking_uri)
-            return st.load_statistics(local)
-        except Exception:  # noqa: BLE001 - a run logged before records were kept, or without them: no bootstrap for it
-            return None
 
     def __call__(self, run_id: str, selection: str) -> Optional[dict]:
         if not run_id:
             return None
         if run_id not in self._files:
-            self._files[run_id] = self._load(run_id)
+            from masf.runner.tracking import read_artifact
+
+            # a run logged before records were kept, or without them, has none: no bootstrap for it
+            self._files[run_id] = read_artifact(self.tracking_uri, run_id, st.STATS_FILE, st.load_statistics)
         found = self._files[run_id]
         return found.get(selection) if found else None
 
@@ -825,6 +629,8 @@ def markdown_report(df: pd.DataFrame, records: Optional[RecordSource] = None, me
                 if base_variant(v) != "full" and ("full" + label_suffix(v)) in set(df.variant):
                     parts.append(format_table(paired_category_table(df, v, selection, metrics=metrics, records=records), "md",
                                               paired_title(v, selection)))
+    from masf.efficiency import EFFICIENCY_TITLE, efficiency_table
+
     parts.append(format_table(efficiency_table(df), "md", EFFICIENCY_TITLE))
     return "# masf-bench leaderboard\n\n" + "\n".join(p if p.endswith("\n") else p + "\n" for p in parts)
 
@@ -833,7 +639,6 @@ def paired_title(variant: str, selection: str, reference: str = "full") -> str:
     return f"{variant} - {reference + label_suffix(variant)}: paired differences per category, {SELECTIONS[selection]}"
 
 
-EFFICIENCY_TITLE = "Efficiency: what each variant costs per trial"
 
 
 def trial_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -871,4 +676,6 @@ def write_sweep_leaderboard(tracking_uri: str, experiment: str, folder: Path, sw
     md, csv = folder / "leaderboard.md", folder / "leaderboard.csv"
     md.write_text(markdown_report(df, records))
     trial_rows(df).to_csv(csv, index=False)
+    from masf.board_figures import write_figures
+
     return [md, csv, *write_figures(df, folder, records=records)]

@@ -100,8 +100,7 @@ def category_figures(category: str, variant: str) -> Optional[Reported]:
         return None
     if variant in BASELINE_ROWS:
         return Reported(dict(zip(PAPER_METRICS, TABLE_1[BASELINE_ROWS[variant]])), f"Table 1 ({BASELINE_ROWS[variant]})")
-    row = ablation_row(variant)
-    return row
+    return ablation_row(variant)
 
 
 def ablation_row(variant: str) -> Optional[Reported]:

@@ -31,7 +31,7 @@ from scipy import stats as sps
 
 from masf.errors import MasfError
 from masf.layout import STATS_FILE  # noqa: F401 - where a trial keeps its records
-from masf.metrics import (IOU_THRESHOLDS, MAD_TERMS, METRIC_KEYS, _REGION_STRUCTURE, _area_to_limit, _check_limit,
+from masf.metrics import (IOU_THRESHOLDS, MAD_TERMS, _REGION_STRUCTURE, _area_to_limit, _check_limit,
                           _maps_and_masks, _scores, normalized_maps)
 
 BINS = 512  # pixel-score bins of a record (``_edges``)
@@ -108,6 +108,12 @@ def _auroc_from_hist(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     return np.sum(pos * (below + 0.5 * neg), axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
 
 
+def _coverage(rec: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(R, B): the share of each region's pixels at or above each threshold, from the top bin down."""
+    hist = rec["region_hist"].astype(np.float64)
+    return np.cumsum(hist[:, ::-1], axis=1) / np.maximum(hist.sum(axis=1, keepdims=True), 1.0)
+
+
 def metrics_from_statistics(rec: Mapping[str, np.ndarray], weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
     """Every metric of ``METRIC_KEYS`` (less the validation-threshold ones) for each row of ``weights``
     ((draws, N) image weights; default: every image once), as (draws,) arrays of fractions."""
@@ -132,8 +138,7 @@ def metrics_from_statistics(rec: Mapping[str, np.ndarray], weights: Optional[np.
     tp_px, fp_px = np.cumsum(pos[:, ::-1], axis=1), np.cumsum(neg[:, ::-1], axis=1)  # at thresholds from the top bin down
     pixel_ap, pixel_f1 = _pr_from_counts(tp_px, fp_px, pos.sum(axis=1))
     # PRO: each region's covered share at each threshold, averaged over regions with their image's weight
-    hist = rec["region_hist"].astype(np.float64)
-    cover = np.cumsum(hist[:, ::-1], axis=1) / np.maximum(hist.sum(axis=1, keepdims=True), 1.0)  # (R, B)
+    cover = _coverage(rec)
     w_reg = w[:, rec["region_image"]]  # (D, R)
     pro_curve = (w_reg @ cover) / w_reg.sum(axis=1, keepdims=True)
     fpr_curve = fp_px / neg.sum(axis=1, keepdims=True)
@@ -151,10 +156,8 @@ def metrics_from_statistics(rec: Mapping[str, np.ndarray], weights: Optional[np.
 
 def pro_curve_from_statistics(rec: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The binned PRO curve (FPR, PRO) of a record, from (0, 0), for plotting."""
-    hist = rec["region_hist"].astype(np.float64)
-    cover = np.cumsum(hist[:, ::-1], axis=1) / np.maximum(hist.sum(axis=1, keepdims=True), 1.0)
     neg = rec["neg_hist"].sum(axis=0).astype(np.float64)
-    return np.r_[0.0, np.cumsum(neg[::-1]) / neg.sum()], np.r_[0.0, cover.mean(axis=0)]
+    return np.r_[0.0, np.cumsum(neg[::-1]) / neg.sum()], np.r_[0.0, _coverage(rec).mean(axis=0)]
 
 
 # ---------------------------------------------------------------- intervals
@@ -235,5 +238,3 @@ def load_statistics(path) -> dict[str, dict[str, np.ndarray]]:
             out.setdefault(sel, {})[field] = z[key]
     return out
 
-
-STAT_METRICS = tuple(k for k in METRIC_KEYS)  # what a record recomputes

@@ -205,7 +205,9 @@ def test_formats(df):
 
 
 def test_category_bars_png(df, tmp_path: Path):
-    path = lb.category_bars(df, tmp_path / "figs" / "bars.png", "best_on_test", "pro")
+    from masf.board_figures import category_bars
+
+    path = category_bars(df, tmp_path / "figs" / "bars.png", "best_on_test", "pro")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 

@@ -23,6 +23,7 @@ def leaderboard(
     paper: bool = typer.Option(False, "--paper", help="Show the MASF paper's reported figures beside (its Tables 1, 3, 4), for runs whose data was declared MVTec AD (run --dataset mvtec_ad)."),
 ) -> None:
     """Per-category table of a variant and, with several variants, the ablation table with paired 95 % intervals (values in %)."""
+    from masf import board_figures as bf
     from masf import leaderboard as lb  # pandas and matplotlib load here, not for --help
     from masf.runner.tracking import default_tracking_uri
 
@@ -46,7 +47,9 @@ def leaderboard(
             raise lb.LeaderboardError(f"--tables paired: --variant {variant} is the reference; pick another variant")
         tables.append((lb.paired_category_table(df, variant, selection, reference, columns, records), lb.paired_title(variant, selection, reference)))
     if "efficiency" in wanted:
-        tables.append((lb.efficiency_table(df), lb.EFFICIENCY_TITLE))
+        from masf.efficiency import EFFICIENCY_TITLE, efficiency_table
+
+        tables.append((efficiency_table(df), EFFICIENCY_TITLE))
     console = Console(highlight=False)
     for i, (table, title) in enumerate(tables):
         out = lb.format_table(table, fmt, title)
@@ -61,13 +64,11 @@ def leaderboard(
         if i < len(tables) - 1:
             typer.echo("")
     if figure is not None:
-        if figure.suffix.lower() == ".png":
-            paths = [lb.category_bars(df, figure, selection)]
-            if several:
-                paths.append(lb.paired_figure(lb.ablation_numbers(df, selection, reference, records),
-                                              figure.with_name(f"{figure.stem}_paired_differences.png"), columns, reference))
-            paths.append(lb.pro_curves_figure(df, records, figure.with_name(f"{figure.stem}_pro_curves.png"), selection))
+        nums = next((t.attrs["numbers"] for t, title in tables if title == lb.ablation_title(selection)), None)
+        if figure.suffix.lower() == ".png":  # NAME.png: the bars there, the others beside it
+            folder, names = figure.parent, (figure.name, f"{figure.stem}_paired_differences.png", f"{figure.stem}_pro_curves.png")
         else:
-            paths = lb.write_figures(df, figure, selection, records, reference, columns)
+            folder, names = figure, bf.FIGURES
+        paths = bf.write_figures(df, folder, selection, records, reference, columns, nums=nums, names=names)
         for path in paths:
             typer.echo(f"figure: {path}", err=fmt != "table")  # keep md/csv/latex on stdout clean

@@ -324,6 +324,21 @@ class Tracker:
 # ---------------------------------------------------------------- reading (leaderboard)
 
 
+def read_artifact(tracking_uri: str, run_id: str, path: str, read: Callable[[str], Any]) -> Any:
+    """``read(local file)`` of one artifact of a run, downloaded to a temporary folder; None when the run has none."""
+    import tempfile
+
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bar per file on stderr
+    with tempfile.TemporaryDirectory(prefix="masf-artifact-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=tracking_uri)
+        except Exception:  # noqa: BLE001 - absent (or unreadable) artifact: the caller does without it
+            return None
+        return read(local)
+
+
 def load_trial_runs(tracking_uri: str, experiment: str) -> list[dict[str, Any]]:
     """Every trial (child) run of an experiment as a flat dict: tags, params, latest metrics, status."""
     check_reachable(tracking_uri)
