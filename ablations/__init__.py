@@ -1,1 +1,1 @@
-"""Ablation variants of MASF and the ablation grids (see variants.py)."""
+"""The ablation variants (variants.yaml) and the ablation grids (grids/), installed as the data package ``masf.ablations``."""

@@ -8,7 +8,7 @@ selection itself works on. Images: the synthetic `bottle` category at 256 px, as
 as the patch count needs (1,024 patches per image), so 209 images give 214,016 patches,
 the count of the peer measurement quoted in bench/RESULTS.md.
 
-    python bench/bench_coreset.py --sizes 10000,50000,214016 --ratio 0.1 [--plain-steps 300]
+    python -m bench.bench_coreset --sizes 10000,50000,214016 --ratio 0.1 [--plain-steps 300]
 
 The straightforward greedy runs in full up to --plain-full patches; above that it runs
 --plain-steps steps and its total is extrapolated from the measured per-step time (the
@@ -105,7 +105,7 @@ def main() -> None:
         print(f"n={n} k={k}: ours {t_ours:.1f} s, plain {t_plain:.1f} s ({rows[-1][4]}), same picks {same:.4f}, "
               f"radius ours {r_ours:.4f} plain {r_plain:.4f} random {r_rand:.4f}", flush=True)
     lines = [
-        f"- command: `python bench/bench_coreset.py --sizes {args.sizes} --ratio {args.ratio} --plain-full {args.plain_full} --plain-steps {args.plain_steps}`",
+        f"- command: `python -m bench.bench_coreset --sizes {args.sizes} --ratio {args.ratio} --plain-full {args.plain_full} --plain-steps {args.plain_steps}`",
         f"- machine: {platform.machine()}, {torch.get_num_threads()} torch threads, numpy {np.__version__}; date {time.strftime('%Y-%m-%d')}",
         "",
         "| patches | centres | masf greedy (s) | plain greedy (s) | plain timing | ms/step masf | ms/step plain | same picks as plain | radius masf | radius plain | radius random |",

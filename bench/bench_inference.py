@@ -6,7 +6,7 @@ search, fusion, blur) on batches of --batch images already in memory, and report
 median over --repeats passes. Weights of the student do not change its cost, so the
 student is used as initialised; the banks are built from the category's training images.
 
-    python bench/bench_inference.py [--data-root ROOT --category C] [--preset cpu] [--profile]
+    python -m bench.bench_inference [--data-root ROOT --category C] [--preset cpu] [--profile]
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def main() -> None:
     }
     ref = rows["patchcore"]
     lines = [
-        f"- command: `python bench/bench_inference.py --category {args.category} --preset {args.preset} --views {args.views} "
+        f"- command: `python -m bench.bench_inference --category {args.category} --preset {args.preset} --views {args.views} "
         f"--batch {args.batch} --images {args.images} --repeats {args.repeats} --threads {args.threads}`",
         f"- data: {args.category} ({args.data_root}), {len(x)} test images at {masf.cfg and x.shape[-1]} px; backbone "
         f"{masf.teacher.name} ({masf.teacher.weights_source})",

@@ -5,7 +5,7 @@ working directory) on the synthetic dataset: --categories x --seeds trials of th
 preset. Wall time runs from the first trial's scheduling to the last trial's end (Ray's own
 start is reported apart); trial time is what each trial measured for itself.
 
-    python bench/bench_sweep.py --categories bottle,cable,capsule,carpet,grid,hazelnut,leather,metal_nut --seeds 0,1
+    python -m bench.bench_sweep --categories bottle,cable,capsule,carpet,grid,hazelnut,leather,metal_nut --seeds 0,1
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main() -> None:
         total = time.perf_counter() - t1
         n = len(s.done)
     emit([
-        f"- command: `python bench/bench_sweep.py --categories {args.categories} --variants {args.variants} --seeds {args.seeds} "
+        f"- command: `python -m bench.bench_sweep --categories {args.categories} --variants {args.variants} --seeds {args.seeds} "
         f"--preset {args.preset} --cpus-per-trial {args.cpus_per_trial}`",
         f"- machine: {platform.machine()} CPU, {os.cpu_count()} cores; date {time.strftime('%Y-%m-%d')}",
         "",

@@ -4,7 +4,7 @@
 Synthetic `bottle` images at the preset's resolution; one trial per image count, each a
 couple of epochs of the real trainer, evaluation off the clock (a tiny test split).
 
-    python bench/bench_train.py --counts 16,32,64,128 --preset cpu --epochs 2
+    python -m bench.bench_train --counts 16,32,64,128 --preset cpu --epochs 2
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main() -> None:
             rows.append((n, best, n / best, bank_s, trainer.bank_stats))
             print(f"{n} images: epoch {best:.1f} s ({n / best:.1f} img/s), bank build {bank_s:.1f} s {trainer.bank_stats}", flush=True)
     lines = [
-        f"- command: `python bench/bench_train.py --counts {args.counts} --preset {args.preset} --epochs {args.epochs} --threads {args.threads}`",
+        f"- command: `python -m bench.bench_train --counts {args.counts} --preset {args.preset} --epochs {args.epochs} --threads {args.threads}`",
         f"- machine: {platform.machine()} CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}; date {time.strftime('%Y-%m-%d')}",
         "",
         "| train images | epoch (s, best of runs) | images / s | bank build incl. coreset (s) | patches at scale 0 | prototypes per scale |",

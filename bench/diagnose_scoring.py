@@ -8,7 +8,7 @@ spectral anchor on/off. Every row is measured on the TEST split: it explains a
 result, it must not pick a configuration silently (bench/RESULTS.md says which
 choices were made after looking at these numbers).
 
-    python bench/diagnose_scoring.py TRIAL_DIR [--out results.md]
+    python -m bench.diagnose_scoring TRIAL_DIR [--out results.md]
 """
 
 from __future__ import annotations

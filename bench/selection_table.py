@@ -4,7 +4,7 @@ Rows are category x variant; for each selection (last, best_on_val, best_on_test
 image AUROC, pixel AUROC and PRO as mean ± std over the finished seeds, in %, from the
 same numbers the leaderboard shows (``masf.leaderboard.category_numbers``).
 
-    python bench/selection_table.py --experiment EXP [--sweep all] [--tracking-uri URI] [--out table.md]
+    python -m bench.selection_table --experiment EXP [--sweep all] [--tracking-uri URI] [--out table.md]
 """
 
 from __future__ import annotations

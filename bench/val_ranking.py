@@ -14,7 +14,7 @@ The composite is the paper's 0.5 image AUROC + 0.3 pixel AUROC + 0.2 PRO. With f
 epochs or variants a rank correlation is coarse (4 points: rho in steps of 0.2);
 the tables say how many points each rho has.
 
-    python bench/val_ranking.py masf-runs/SWEEP [masf-runs/SWEEP2 ...] [--out ranking.md]
+    python -m bench.val_ranking masf-runs/SWEEP [masf-runs/SWEEP2 ...] [--out ranking.md]
 """
 
 from __future__ import annotations

@@ -16,10 +16,13 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from masf import resources
 from masf.errors import MasfError
 
+if typing.TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-PRESET_DIR = Path(__file__).resolve().parent.parent / "bench" / "presets"
 
 
 class ConfigError(MasfError, ValueError):
@@ -353,24 +356,24 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def preset_path(preset: str) -> Path:
+def preset_path(preset: str) -> Union[Path, Traversable]:
+    """A preset by name (bench/presets/NAME.yaml) or a path to a YAML file."""
     path = Path(preset)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"preset file not found: {path}")
         return path
-    candidate = PRESET_DIR / f"{preset}.yaml"
-    if not candidate.is_file():
-        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    known = resources.presets()
+    if preset not in known:
         raise ConfigError(f"unknown preset '{preset}' (known: {', '.join(known)}, or a path to a YAML file)")
-    return candidate
+    return known[preset]
 
 
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    return list(resources.presets())
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Union[Path, Traversable]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -388,7 +391,7 @@ def build_config(
     """Defaults <- reading overlay <- preset YAML <- variant switches <- overrides.
 
     ``overrides`` is either a dotted-key dict or a list of ``a.b=c`` strings.
-    The variant's switches (see ablations/) go before the user's overrides so
+    The variant's switches (ablations/variants.yaml) go before the user's overrides so
     that a user may still change any number of a variant.
     """
     cfg = Config()
@@ -409,7 +412,7 @@ def build_config(
             _update(cfg, data, "")
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-        cfg.preset = data.get("preset", path.stem)
+        cfg.preset = data.get("preset", Path(path.name).stem)
     if "variant" in overrides and variant is None:
         variant = overrides.pop("variant")
     if variant is not None:

@@ -31,7 +31,6 @@ from typing import Optional
 
 import torch
 
-FEATURES_DIR = "feature-cache"
 DEFAULT_MEMORY_BYTES = 2 << 30
 
 

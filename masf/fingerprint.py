@@ -4,9 +4,9 @@
   of ``OPERATIONAL_KEYS``, which change how fast a trial runs, not what it
   computes) plus the registered definition of its variant, so a variant whose
   switches change is a new configuration even under its old name.
-- ``code_fingerprint``: the contents of every source file of the ``masf`` and
-  ``ablations`` packages as they are loaded, so it sees uncommitted edits and
-  works from an installed wheel.
+- ``code_fingerprint``: the contents of every source file of the ``masf`` package
+  as it is loaded and of the variant entries (ablations/variants.yaml), so it sees
+  uncommitted edits and is the same from a checkout and from an installed wheel.
 
 Checkpoints and trial results carry both; a sweep's name is made of its trials'
 config fingerprints (see ``masf.runner.plan.sweep_name``).
@@ -18,8 +18,9 @@ import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
+from masf import resources
 from masf.config import Config, flatten
 
 # how fast, where and what is written besides the metrics; never what a trial computes
@@ -58,24 +59,35 @@ def config_fingerprint(cfg: Union[Config, dict[str, Any]]) -> str:
     return _digest({"config": kept, "variant_definition": variant_definition(str(flat.get("variant")))})
 
 
-def source_fingerprint(roots: dict[str, Path]) -> str:
-    """16 hex digits of every .py file under each named root folder (relative path and content)."""
+def source_fingerprint(roots: dict[str, Path], data: Optional[dict[str, bytes]] = None, skip: tuple[str, ...] = ()) -> str:
+    """16 hex digits of every .py file under each named root folder (relative path and content) but those
+    under a folder of ``skip`` (relative to its root), and of each named ``data`` content."""
     h = hashlib.sha256()
     for name, root in sorted(roots.items()):
         for path in sorted(Path(root).rglob("*.py")):
-            h.update(f"{name}/{path.relative_to(root).as_posix()}\0".encode())
+            rel = path.relative_to(root).as_posix()
+            if rel.startswith(tuple(f"{s}/" for s in skip)):
+                continue
+            h.update(f"{name}/{rel}\0".encode())
             h.update(path.read_bytes())
             h.update(b"\0")
+    for name, content in sorted((data or {}).items()):
+        h.update(f"{name}\0".encode() + content + b"\0")
     return h.hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """The source fingerprint of the ``masf`` and ``ablations`` packages as loaded (a checkout or a wheel)."""
-    import ablations
+    """The source fingerprint of the ``masf`` package as loaded and of its variant entries (a checkout or a wheel).
+
+    The data packages that a wheel installs inside ``masf`` (masf/resources.py) are left out of the
+    sources, so that a checkout and a wheel of the same code agree.
+    """
     import masf
 
-    return source_fingerprint({p.__name__: Path(p.__file__).resolve().parent for p in (masf, ablations)})
+    data_packages = tuple(p.removeprefix("masf.") for p in resources.DATA_PACKAGES)
+    return source_fingerprint({"masf": Path(masf.__file__).resolve().parent},
+                              data={"variants.yaml": resources.variants_file().read_bytes()}, skip=data_packages)
 
 
 def trial_identity(cfg: Config) -> dict[str, str]:

@@ -1,6 +1,7 @@
-"""The files one trial leaves in its folder (masf/trial.py writes them; the sweep logs them to MLflow)."""
+"""The files one trial leaves in its folder (masf/trial.py writes them; the sweep logs them to MLflow), and the sweep's shared folders."""
 
 RESULT = "result.json"  # the flat result row
 STATS_FILE = "test_stats.npz"  # per-image test records of each epoch selection (masf/stats.py)
 # what the tracker logs of a finished trial (beside its checkpoint): the row, config, history, per-image record, figures
 TRIAL_FILES = (RESULT, "config.yaml", "history.json", STATS_FILE, "figures")
+FEATURES_DIR = "feature-cache"  # the sweep's teacher-feature cache (masf/features.py), under its storage folder

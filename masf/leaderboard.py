@@ -34,7 +34,7 @@ from rich.table import Table  # noqa: E402
 
 from masf.errors import MasfError  # noqa: E402
 from masf.fingerprint import variant_fingerprint  # noqa: E402
-from masf.metrics import METRIC_KEYS  # noqa: E402
+from masf.metrics import METRIC_KEYS, METRIC_LABELS, TEST_THRESHOLD_METRICS  # noqa: E402
 from masf.metrics import SELECTIONS as TRIAL_SELECTIONS  # noqa: E402
 from masf.paper import MVTEC_AD, PAPER_METRICS, ablation_row, category_figures, dataset_name  # noqa: E402
 from masf import stats as st  # noqa: E402
@@ -47,12 +47,10 @@ OTHER_DEFINITION = " (other definition)"
 FORMATS = ("table", "md", "csv", "latex")
 TABLES = ("category", "ablation", "paired", "efficiency")
 # every metric a table can show; † marks a threshold chosen on the test split itself (an oracle threshold)
-METRICS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pro": "PRO", "image_ap": "image AP",
-           "image_f1_max": "image F1-max†", "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max†",
-           "pixel_iou_max": "pixel IoU-max†", "mad": "mAD†"}
+METRICS = {m: label + "†" * (m in TEST_THRESHOLD_METRICS) for m, label in METRIC_LABELS.items()}
 DEFAULT_METRICS = ("image_auroc", "pixel_auroc", "pro", "image_ap")
-# ADer's benchmark columns (image AUROC / AP / F1-max, pixel AUROC / AP / F1-max, AUPRO, IoU-max, mAD)
-ADER_METRICS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pro", "pixel_iou_max", "mad")
+# ADer's benchmark columns (image AUROC / AP / F1-max, pixel AUROC / AP / F1-max, AUPRO, IoU-max, mAD): every metric
+ADER_METRICS = METRIC_KEYS
 METRIC_SETS = {"default": DEFAULT_METRICS, "ader": ADER_METRICS}
 TEST_THRESHOLD_NOTE = ("† threshold chosen on the test split itself (F1-max, IoU-max; mAD through its F1-max terms): "
                        "an oracle threshold, optimistic; the validation-threshold F1 is in the per-trial rows")

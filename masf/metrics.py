@@ -35,15 +35,17 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-from sklearn.metrics import precision_recall_curve, roc_auc_score
 
 from masf.errors import MetricsError
 
 ArrayLike = Any  # numpy array, torch tensor or nested sequence of numbers
 
-# the metrics of one split; *_f1_max use the best threshold of that split itself (an oracle threshold)
-METRIC_KEYS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pro", "pixel_iou_max", "mad")
+# the metrics of one split and what a table calls them; *_f1_max use the best threshold of that split itself
+# (an oracle threshold)
+METRIC_LABELS = {"image_auroc": "image AUROC", "image_ap": "image AP", "image_f1_max": "image F1-max",
+                 "pixel_auroc": "pixel AUROC", "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max", "pro": "PRO",
+                 "pixel_iou_max": "pixel IoU-max", "mad": "mAD"}
+METRIC_KEYS = tuple(METRIC_LABELS)
 # the metrics whose threshold is chosen on the split they measure (on test: a test-chosen threshold)
 TEST_THRESHOLD_METRICS = ("image_f1_max", "pixel_f1_max", "pixel_iou_max", "mad")
 # ADer's mAD: the mean of these seven (IoU-max is not one of them)
@@ -52,6 +54,8 @@ MAD_TERMS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap
 IOU_THRESHOLDS = np.round(np.arange(0.0, 1.0 + 1e-3, 0.05), 2)
 # on the test split also: F1 at the thresholds that are best on the validation split
 VAL_THRESHOLD_METRICS = ("image_f1_at_val_threshold", "pixel_f1_at_val_threshold")
+# the test metrics each epoch selection of a trial reports
+SELECTION_METRICS = METRIC_KEYS + VAL_THRESHOLD_METRICS
 # the epoch selections of a trial: the final epoch (the headline), the epoch chosen on
 # validation, the epoch chosen on test (the paper's protocol, optimistic)
 SELECTIONS = ("last", "best_on_val", "best_on_test")
@@ -137,6 +141,8 @@ def _check_limit(fpr_limit: float) -> float:
 
 def _pr_metrics(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(average precision, best F1) from one ``precision_recall_curve`` call (one sort of the scores)."""
+    from sklearn.metrics import precision_recall_curve  # scikit-learn loads with the first metric, not with the key lists
+
     precision, recall, _ = precision_recall_curve(labels, scores)
     # sklearn's average_precision_score is exactly this step sum over the same curve
     ap = max(0.0, float(-np.sum(np.diff(recall) * precision[:-1])))
@@ -153,6 +159,8 @@ def f1_threshold(scores: ArrayLike, labels: ArrayLike) -> float:
         raise MetricsError(f"scores size {s.size} and labels size {y.size} differ")
     if not y.any():
         raise MetricsError(f"labels are all 0 ({y.size} samples): F1 needs a positive sample")
+    from sklearn.metrics import precision_recall_curve
+
     precision, recall, thresholds = precision_recall_curve(y, s)
     denom = precision[:-1] + recall[:-1]
     f1 = np.divide(2.0 * precision[:-1] * recall[:-1], denom, out=np.zeros_like(denom), where=denom > 0)
@@ -190,6 +198,8 @@ def _pro_curve(maps: np.ndarray, defect: np.ndarray, fpr_limit: float) -> tuple[
     carries weight 1 / (|r| * n_regions), so PRO(t) is the summed weight of the defect
     pixels at or above t, read off a cumulative sum over them in descending score order.
     """
+    from scipy import ndimage
+
     labels, n_regions = ndimage.label(defect, structure=_REGION_STRUCTURE)  # (N, H, W), 0 = defect-free
     neg = maps[~defect]  # (P_neg,) scores of defect-free pixels
     pos = maps[defect]  # (P_pos,) scores of defect pixels
@@ -294,6 +304,8 @@ def compute_metrics(
     ``image_labels`` is 1 for a defective image; ``masks`` count any value > 0 as defect.
     Returns the floats named in ``METRIC_KEYS``, each in [0, 1].
     """
+    from sklearn.metrics import roc_auc_score
+
     limit = _check_limit(fpr_limit)
     scores = _scores(image_scores, "image_scores", 1)
     labels = _binary(image_labels, "image_labels")

@@ -31,7 +31,7 @@ from scipy import stats as sps
 
 from masf.errors import MasfError
 from masf.layout import STATS_FILE  # noqa: F401 - where a trial keeps its records
-from masf.metrics import (IOU_THRESHOLDS, MAD_TERMS, _REGION_STRUCTURE, _area_to_limit, _check_limit,
+from masf.metrics import (IOU_THRESHOLDS, MAD_TERMS, _REGION_STRUCTURE, _check_limit,
                           _maps_and_masks, _scores, normalized_maps)
 
 BINS = 512  # pixel-score bins of a record (``_edges``)
@@ -114,6 +114,22 @@ def _coverage(rec: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.cumsum(hist[:, ::-1], axis=1) / np.maximum(hist.sum(axis=1, keepdims=True), 1.0)
 
 
+def _areas_to_limit(fpr: np.ndarray, pro: np.ndarray, limit: float) -> np.ndarray:
+    """``metrics._area_to_limit`` for every row of (D, K) curves at once (each row's fpr non-decreasing, from 0)."""
+    k = (fpr <= limit).sum(axis=1)  # points up to the limit, >= 1 (every curve starts at 0)
+    seg = np.diff(fpr, axis=1) * (pro[:, 1:] + pro[:, :-1]) * 0.5  # (D, K - 1)
+    whole = np.where(np.arange(seg.shape[1])[None, :] < (k - 1)[:, None], seg, 0.0).sum(axis=1)
+    rows = np.arange(fpr.shape[0])
+    last = k - 1
+    nxt = np.minimum(k, fpr.shape[1] - 1)
+    x0, y0, x1, y1 = fpr[rows, last], pro[rows, last], fpr[rows, nxt], pro[rows, nxt]
+    cut = k < fpr.shape[1]  # the curve goes past the limit: end it there by interpolation
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y_lim = y0 + (limit - x0) / (x1 - x0) * (y1 - y0)
+    part = np.where(cut, (limit - x0) * (y0 + np.where(cut, y_lim, 0.0)) * 0.5, 0.0)
+    return np.clip((whole + part) / limit, 0.0, 1.0)
+
+
 def metrics_from_statistics(rec: Mapping[str, np.ndarray], weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
     """Every metric of ``METRIC_KEYS`` (less the validation-threshold ones) for each row of ``weights``
     ((draws, N) image weights; default: every image once), as (draws,) arrays of fractions."""
@@ -143,7 +159,8 @@ def metrics_from_statistics(rec: Mapping[str, np.ndarray], weights: Optional[np.
     pro_curve = (w_reg @ cover) / w_reg.sum(axis=1, keepdims=True)
     fpr_curve = fp_px / neg.sum(axis=1, keepdims=True)
     limit = float(rec["fpr_limit"])
-    pro = np.array([_area_to_limit(np.r_[0.0, f], np.r_[0.0, p], limit) for f, p in zip(fpr_curve, pro_curve)])
+    zero = np.zeros((fpr_curve.shape[0], 1))
+    pro = _areas_to_limit(np.hstack((zero, fpr_curve)), np.hstack((zero, pro_curve)), limit)
     inter, pred = w @ rec["iou_inter"].astype(np.float64), w @ rec["iou_pred"].astype(np.float64)
     gt = (w @ rec["gt_pixels"].astype(np.float64))[:, None]
     union = pred + gt - inter

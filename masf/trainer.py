@@ -31,12 +31,10 @@ from masf.config import Config
 from masf.errors import MasfError, TrainingError
 from masf.evaluation import Evaluation, composite, score_split, select_epoch
 from masf.fingerprint import config_fingerprint, trial_identity
-from masf.metrics import METRIC_KEYS as SPLIT_METRICS
-from masf.metrics import VAL_THRESHOLD_METRICS, f1_at, f1_threshold
+from masf.metrics import METRIC_KEYS, SELECTION_METRICS, VAL_THRESHOLD_METRICS, f1_at, f1_threshold
 from masf.stats import test_statistics
 
 CHECKPOINT = "checkpoint.pt"
-METRIC_KEYS = SPLIT_METRICS + VAL_THRESHOLD_METRICS  # the test metrics each selection reports
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -563,14 +561,14 @@ class Trainer:
             history=m.history,
             test_stats={sel: m.test_stats[e] for sel, e in picked.items() if e in m.test_stats},
             trainable_parameters=sum(p.numel() for p in m.model.trainable_parameters()) if hasattr(m.model, "trainable_parameters") else 0,
-            last={k: final_record[k] for k in METRIC_KEYS},
-            best_on_test={k: float(best.get(k, nan)) for k in METRIC_KEYS},
+            last={k: final_record[k] for k in SELECTION_METRICS},
+            best_on_test={k: float(best.get(k, nan)) for k in SELECTION_METRICS},
             best_epoch=int(best["epoch"]),
             final=final,
             bank_stats=m.bank_stats,
-            best_on_val={k: float(by_val.get(k, nan)) for k in METRIC_KEYS} if by_val else {},
+            best_on_val={k: float(by_val.get(k, nan)) for k in SELECTION_METRICS} if by_val else {},
             best_val_epoch=int(by_val["epoch"]) if by_val else None,
-            val_last={k: final_record[f"val/{k}"] for k in SPLIT_METRICS} if by_val else {},
+            val_last={k: final_record[f"val/{k}"] for k in METRIC_KEYS} if by_val else {},
             resumed_code=self.resumed_code,
             student_only={k: float(v) for k, v in final_record.items() if k.startswith(("student_only/", "val/student_only/"))},
             calibration_shared=self.calibration_shared,

@@ -38,13 +38,14 @@ from masf.figures import heatmap_grid, roc_figure, score_histogram, training_cur
 from masf.features import FeatureCache
 from masf.fingerprint import code_fingerprint, trial_identity, variant_fingerprint
 from masf.memory import PeakMemory
+from masf.metrics import METRIC_KEYS, SELECTION_METRICS
 from masf.method.model import build_detector
 from masf.readings import reading_of
 from masf.sharing import member_dir, training_fingerprint
 from masf.layout import RESULT, STATS_FILE, TRIAL_FILES  # noqa: F401 - TRIAL_FILES re-exported
 from masf.stats import save_statistics
 from masf.teacher import Teacher, build_teacher
-from masf.trainer import CHECKPOINT, METRIC_KEYS, SPLIT_METRICS, EpochCallback, Member, Trainer
+from masf.trainer import CHECKPOINT, EpochCallback, Member, Trainer
 
 
 
@@ -170,10 +171,10 @@ def result_row(cfg: Config, outcome: Any, extra: dict[str, Any]) -> dict[str, An
         "code_fingerprint": identity["code"],
         "variant_fingerprint": variant_fingerprint(cfg.variant),
     }
-    row.update({f"last/{k}": outcome.last[k] for k in METRIC_KEYS})
-    row.update({f"best_on_val/{k}": outcome.best_on_val[k] for k in METRIC_KEYS if k in outcome.best_on_val})
-    row.update({f"best_on_test/{k}": outcome.best_on_test[k] for k in METRIC_KEYS})
-    row.update({f"val/{k}": outcome.val_last[k] for k in SPLIT_METRICS if k in outcome.val_last})
+    row.update({f"last/{k}": outcome.last[k] for k in SELECTION_METRICS})
+    row.update({f"best_on_val/{k}": outcome.best_on_val[k] for k in SELECTION_METRICS if k in outcome.best_on_val})
+    row.update({f"best_on_test/{k}": outcome.best_on_test[k] for k in SELECTION_METRICS})
+    row.update({f"val/{k}": outcome.val_last[k] for k in METRIC_KEYS if k in outcome.val_last})
     row.update(
         best_epoch=outcome.best_epoch,
         best_val_epoch=outcome.best_val_epoch,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+
+from services import SMOKE, cli
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
@@ -27,6 +30,21 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     generate_dataset(root, categories=["bottle", "carpet"], seed=0, size=64, n_train=8, n_test=8)
     return root
+
+
+@pytest.fixture(scope="session")
+def finished_sweep(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One sweep on the default local path, run once per session: bottle, carpet and 'broken' (a copy of bottle with
+    an unreadable test image) x full, patchcore, experiment 'local', its SQLite store in ``cwd``."""
+    cwd = tmp_path_factory.mktemp("local-sweep")
+    data = cwd / "data"
+    shutil.copytree(synth_root, data)
+    shutil.copytree(data / "bottle", data / "broken")
+    victim = sorted((data / "broken" / "test" / "good").iterdir())[0]
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    out = cli("run", "--categories", "bottle,carpet,broken", "--variants", "full,patchcore", "--data-root", str(data),
+              "--experiment", "local", "--max-failures", "1", *SMOKE, cwd=cwd)
+    return {"cwd": cwd, "experiment": "local", "out": out, "victim": victim}
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 BIN = Path(sys.executable).parent
+# a quick sweep of the smoke preset: few train images, a small PatchCore bank
+SMOKE = ["--preset", "smoke", "--set", "data.max_train_images=8", "--set", "model.samb.coreset_max=200"]
 
 
 def free_port() -> int:

@@ -232,3 +232,20 @@ def test_the_paper_command_prints_the_figures_from_the_one_place():
     assert "| screw | 37.90 | 94.19 | 78.18 | 67.98 |" in out.output and "| carpet † | 62.72 | 82.22 | 44.18 | 82.55 |" in out.output
     assert "| w/o SDM (spatial only) | no_sdm | 98.81 | 96.12 | 91.04 | 97.02 | no (paper estimate) |" in out.output
     assert "| MASF | 99.9999 | 98.53 | 94.61 | 99.9999 |" in out.output
+
+
+def test_vectorised_pro_area_equals_the_scalar_one():
+    """The bootstrap's PRO area over many curves at once equals metrics._area_to_limit on each, cut or not."""
+    from masf.metrics import _area_to_limit
+    from masf.stats import _areas_to_limit
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        k = int(rng.integers(2, 40))
+        fpr = np.sort(rng.random((4, k)), axis=1) * (0.2 if trial % 3 == 0 else 1.0)  # some end before the limit
+        fpr[:, 0] = 0.0
+        pro = np.sort(rng.random((4, k)), axis=1)
+        pro[:, 0] = 0.0
+        for limit in (0.05, 0.3, 1.0):
+            want = [_area_to_limit(f, p, limit) for f, p in zip(fpr, pro)]
+            np.testing.assert_allclose(_areas_to_limit(fpr, pro, limit), want, rtol=0, atol=1e-12)

@@ -1,19 +1,23 @@
-"""Benchmark suites in bench/suites: every one loads and names real presets and variants."""
+"""Benchmark suites (bench/suites) and ablation grids (ablations/grids): every one loads and names real
+presets and variants, and ``--suite NAME`` finds a name in either."""
 
 from __future__ import annotations
 
 import pytest
 
+from masf import resources
 from masf.config import preset_path
 from masf.errors import MasfError
-from masf.runner.plan import SUITE_DIR, load_suite
+from masf.runner.plan import known_suites, load_suite
 from masf.variants import get_variant
 
-SUITES = sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
+SUITES = list(known_suites())
 
 
-def test_there_are_suites():
-    assert {"paper-table3", "paper-table4", "smoke-ablations"} <= set(SUITES)
+def test_there_are_suites_and_grids():
+    assert {"paper-table3", "paper-table4", "smoke-ablations"} <= set(resources.grids())
+    assert "real-cpu" in resources.suites()
+    assert set(SUITES) == set(resources.grids()) | set(resources.suites())
 
 
 @pytest.mark.parametrize("name", SUITES)
@@ -32,5 +36,14 @@ def test_bad_suites_are_one_line(tmp_path):
     bad.write_text("categories: all\nvariantz: [full]\n")
     with pytest.raises(MasfError, match=r"bad\.yaml: unknown suite key 'variantz'"):
         load_suite(str(bad))
-    with pytest.raises(MasfError, match="unknown suite 'nope'"):
+    with pytest.raises(MasfError, match=r"unknown suite 'nope' \(known: paper-table3, paper-table4, real-cpu, smoke-ablations"):
         load_suite("nope")
+    with pytest.raises(MasfError, match="suite file not found: .*missing.yaml"):
+        load_suite(str(tmp_path / "missing.yaml"))
+
+
+def test_a_name_in_both_folders_is_an_error(monkeypatch):
+    grids = resources.grids()
+    monkeypatch.setattr(resources, "suites", lambda: {"smoke-ablations": grids["smoke-ablations"]})
+    with pytest.raises(MasfError, match="suite 'smoke-ablations' is both a benchmark suite and an ablation grid"):
+        load_suite("real-cpu")

@@ -4,7 +4,6 @@ directory, concurrent trials; a failing trial fails alone; a killed driver resum
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,11 +14,9 @@ from pathlib import Path
 import pytest
 
 from masf.runner.tracking import load_trial_runs
-from services import cli
+from services import SMOKE, cli
 
 pytestmark = pytest.mark.slow
-
-SMOKE = ["--preset", "smoke", "--set", "data.max_train_images=8", "--set", "model.samb.coreset_max=200"]
 
 
 def _store(cwd: Path) -> str:
@@ -40,14 +37,8 @@ def _artifacts(cwd: Path, run_id: str) -> set[str]:
     return names
 
 
-def test_local_sweep_concurrent_trials_and_a_failure_alone(synth_root, tmp_path):
-    data = tmp_path / "data"
-    shutil.copytree(synth_root, data)
-    shutil.copytree(data / "bottle", data / "broken")
-    victim = sorted((data / "broken" / "test" / "good").iterdir())[0]
-    victim.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
-    out = cli("run", "--categories", "bottle,carpet,broken", "--variants", "full,patchcore", "--data-root", str(data),
-              "--experiment", "local", "--max-failures", "1", *SMOKE, cwd=tmp_path)
+def test_local_sweep_concurrent_trials_and_a_failure_alone(finished_sweep):
+    tmp_path, out, victim = finished_sweep["cwd"], finished_sweep["out"], finished_sweep["victim"]
     assert out.returncode == 2, out.stdout + out.stderr  # 2: the sweep ran, a trial failed
     assert "failed broken/full/seed0" in out.stdout and victim.name in out.stdout
     runs = _children(tmp_path, "local")

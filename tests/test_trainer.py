@@ -19,8 +19,9 @@ import torch
 from masf.config import build_config
 from masf.errors import TrainingError
 from masf.method.model import MASF
+from masf.metrics import SELECTION_METRICS
 from masf.teacher import build_teacher
-from masf.trainer import CHECKPOINT, METRIC_KEYS, Trainer, lr_factor
+from masf.trainer import CHECKPOINT, Trainer, lr_factor
 from masf.trial import build_datasets, run_trial
 
 
@@ -66,11 +67,11 @@ def test_loss_falls_and_metrics_in_range(synth_root, tiny, tmp_path):
     losses = [h["loss"] for h in outcome.history]
     assert len(losses) == 6 and losses[-1] < losses[0]
     for metrics in (outcome.last, outcome.best_on_test):
-        assert set(metrics) == set(METRIC_KEYS)
+        assert set(metrics) == set(SELECTION_METRICS)
         assert all(0.0 <= v <= 1.0 for v in metrics.values())
     evaluated = [h["epoch"] for h in outcome.history if "composite" in h]
     assert evaluated == [3, 6] and outcome.best_epoch in evaluated and outcome.best_val_epoch in evaluated
-    assert set(outcome.best_on_val) == set(METRIC_KEYS) and all(0.0 <= v <= 1.0 for v in outcome.best_on_val.values())
+    assert set(outcome.best_on_val) == set(SELECTION_METRICS) and all(0.0 <= v <= 1.0 for v in outcome.best_on_val.values())
     assert all(0.0 <= h["val/composite"] <= 1.0 for h in outcome.history if "composite" in h)
     # each selection keeps the per-image record of its epoch's test scoring (masf/stats.py); it recomputes its metrics
     from masf.stats import metrics_from_statistics
@@ -101,7 +102,7 @@ def test_run_trial_writes_row_config_and_figures(synth_root, tiny, tmp_path):
     assert [e["epoch"] for e in seen] == [1, 2] and seen[-1]["final"] is True
     on_disk = json.loads((tmp_path / "result.json").read_text())
     assert on_disk == json.loads(json.dumps(row))
-    for key in METRIC_KEYS:
+    for key in SELECTION_METRICS:
         assert 0.0 <= row[f"last/{key}"] <= 1.0 and 0.0 <= row[f"best_on_test/{key}"] <= 1.0
     assert row["category"] == "bottle" and row["variant"] == "full" and row["device"] == "cpu"
     assert row["infer_ms_per_image"] > 0 and row["infer_ms_per_image_ttsa"] > 0 and row["best_epoch"] in (1, 2)
@@ -153,7 +154,7 @@ def test_killed_trial_resumes_to_the_same_metrics(synth_root, tiny, tmp_path):
 
     subprocess.run([sys.executable, str(script), str(tmp_path / "cfg.yaml"), str(out)], env=env, check=True, capture_output=True)
     resumed = json.loads((out / "result.json").read_text())
-    for key in METRIC_KEYS:
+    for key in SELECTION_METRICS:
         assert resumed[f"last/{key}"] == pytest.approx(straight[f"last/{key}"], abs=1e-6), key
         assert resumed[f"best_on_test/{key}"] == pytest.approx(straight[f"best_on_test/{key}"], abs=1e-6), key
     history = json.loads((out / "history.json").read_text())

@@ -1,4 +1,5 @@
-"""The ablation registry: every variant switches off exactly its part (tests loop over the registry)."""
+"""The ablation registry: every variant switches off exactly its part (tests loop over the registry);
+its entries are data (ablations/variants.yaml), and a malformed entry is one line naming the file and key."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from masf import resources, variants
 from masf.config import Config, build_config
 from masf.method.model import MASF
 from masf.teacher import build_teacher
-from masf.variants import get_variant, list_variants, register_variant
+from masf.variants import VariantError, get_variant, list_variants, read_variants
 
 TINY = {"model.teacher.name": "resnet18", "model.teacher.weights": "none", "model.ttsa.views": 2}
 
@@ -85,21 +87,41 @@ def test_baselines_build_their_own_detector(name, cls):
         assert det.students is None and det.banks is not None and cfg.model.ttsa.enabled
 
 
-def test_registering_a_variant_is_one_entry():
-    with pytest.warns(UserWarning, match="registered twice"):
-        register_variant("no_ttsa", {"model.ttsa.enabled": False}, "again")
-    cfg = build_config(None, TINY, variant="no_ttsa")
-    assert cfg.model.ttsa.enabled is False
+def use_variants_file(monkeypatch: pytest.MonkeyPatch, path) -> None:
+    """Read the registry from ``path`` instead of ablations/variants.yaml for one test."""
+    monkeypatch.setattr(resources, "variants_file", lambda: path)
+    monkeypatch.setattr(variants, "_REGISTRY", {})
 
 
-def test_unknown_switch_key_is_a_config_error():
-    from masf.config import ConfigError
+def test_adding_a_variant_is_one_entry(tmp_path, monkeypatch):
+    shipped = list_variants()
+    mine = tmp_path / "variants.yaml"
+    mine.write_text(resources.variants_file().read_text()
+                    + "no_anchor:\n  description: banks without spectral anchors\n  switches: {model.samb.spectral_anchor: false}\n")
+    use_variants_file(monkeypatch, mine)
+    assert list_variants() == [*shipped, "no_anchor"] and list(read_variants(mine)) == list_variants()
+    assert build_config(None, TINY, variant="no_anchor").model.samb.spectral_anchor is False
+    assert not get_variant("no_anchor").baseline
 
-    register_variant("broken_entry", {"model.sdm.enabld": False}, "misspelled switch")
-    try:
-        with pytest.raises(ConfigError, match="model.sdm.enabld"):
-            build_config(None, TINY, variant="broken_entry")
-    finally:
-        from masf import variants
 
-        variants._REGISTRY.pop("broken_entry")
+BAD_ENTRIES = [
+    ("broken:\n  description: misspelled switch\n  switches: {model.sdm.enabld: false}\n", "variant 'broken': switches: unknown config key 'model.sdm.enabld'"),
+    ("broken:\n  description: wrong type\n  switches: {model.samb.k: three}\n", "variant 'broken': switches: model.samb.k: expected int"),
+    ("broken:\n  description: typo\n  switchs: {model.sdm.enabled: false}\n", "variant 'broken': unknown key 'switchs'"),
+    ("broken:\n  switches: {model.sdm.enabled: false}\n", "variant 'broken': 'description' must be a line of text"),
+    ("broken:\n  description: x\n  baseline: maybe\n", "variant 'broken': 'baseline' must be true or false"),
+    ("broken: [model.sdm.enabled]\n", "variant 'broken': expected a mapping"),
+    ("full:\n  description: again\n", "'full' given twice (line 14)"),
+    ("bad name:\n  description: x\n", "variant 'bad name': a name is letters"),
+]
+
+
+@pytest.mark.parametrize("extra, culprit", BAD_ENTRIES)
+def test_a_bad_entry_is_one_line_naming_file_and_key(tmp_path, monkeypatch, extra, culprit):
+    mine = tmp_path / "variants.yaml"
+    mine.write_text("full:\n  description: MASF\n" + "\n" * 11 + extra)
+    use_variants_file(monkeypatch, mine)
+    with pytest.raises(VariantError) as caught:
+        list_variants()
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{mine}: ") and culprit in message, message

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
@@ -11,8 +11,10 @@ from rich.table import Table
 from rich.text import Text
 
 from masf.data import MVTEC_CATEGORIES
-from masf.data.validate import Report, validate_dataset
 from masf.errors import DataError
+
+if TYPE_CHECKING:
+    from masf.data.validate import Report
 
 app = typer.Typer(
     help="Check datasets in MVTec AD layout and generate the synthetic one.",
@@ -20,7 +22,7 @@ app = typer.Typer(
 )
 
 
-def _counts_table(report: Report) -> Table:
+def _counts_table(report: "Report") -> Table:
     table = Table(title=f"images in {report.root}", title_justify="left")
     table.add_column("category")
     table.add_column("split")
@@ -44,6 +46,8 @@ def check(
 ) -> None:
     """Report every problem of a dataset at once (missing or corrupt files, bad masks, empty splits)."""
     console = Console(highlight=False)
+    from masf.data.validate import validate_dataset
+
     report = validate_dataset(root, category, deep=not shallow)
     if report.categories:
         console.print(_counts_table(report))

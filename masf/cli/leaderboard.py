@@ -34,6 +34,25 @@ def leaderboard(
     for t in wanted:
         lb.check_choice(t, lb.TABLES, "--tables")
     uri = tracking_uri or default_tracking_uri()
+    df, records, tables = build_tables(uri, experiment, sweep, variant, selection, columns, wanted, reference, paper)
+    print_tables(tables, fmt)
+    if figure is not None:
+        nums = next((t.attrs["numbers"] for t, title in tables if title == lb.ablation_title(selection)), None)
+        if figure.suffix.lower() == ".png":  # NAME.png: the bars there, the others beside it
+            folder, names = figure.parent, (figure.name, f"{figure.stem}_paired_differences.png", f"{figure.stem}_pro_curves.png")
+        else:
+            folder, names = figure, bf.FIGURES
+        paths = bf.write_figures(df, folder, selection, records, reference, columns, nums=nums, names=names)
+        for path in paths:
+            typer.echo(f"figure: {path}", err=fmt != "table")  # keep md/csv/latex on stdout clean
+
+
+def build_tables(uri: str, experiment: str, sweep: Optional[str], variant: str, selection: str, columns: list[str],
+                 wanted: list[str], reference: str = "full", paper: bool = False, paired: Optional[str] = None):
+    """(frame, records, [(table, title)]) of the sweep's runs: the tables named in ``wanted``; the per-category
+    table of ``variant``, the paired one of ``paired`` (default: ``variant``) against ``reference``."""
+    from masf import leaderboard as lb
+
     df = lb.load_frame(uri, experiment, sweep)
     records = lb.MlflowRecords(uri)
     several = len(lb.variants_in(df)) > 1
@@ -43,13 +62,20 @@ def leaderboard(
     if "ablation" in wanted and several:
         tables.append((lb.ablation_table(df, selection, reference, columns, records, paper=paper), lb.ablation_title(selection)))
     if "paired" in wanted:
-        if lb.base_variant(variant) == reference:
-            raise lb.LeaderboardError(f"--tables paired: --variant {variant} is the reference; pick another variant")
-        tables.append((lb.paired_category_table(df, variant, selection, reference, columns, records), lb.paired_title(variant, selection, reference)))
+        paired = paired or variant
+        if lb.base_variant(paired) == reference:
+            raise lb.LeaderboardError(f"--tables paired: --variant {paired} is the reference; pick another variant")
+        tables.append((lb.paired_category_table(df, paired, selection, reference, columns, records), lb.paired_title(paired, selection, reference)))
     if "efficiency" in wanted:
         from masf.efficiency import EFFICIENCY_TITLE, efficiency_table
 
         tables.append((efficiency_table(df), EFFICIENCY_TITLE))
+    return df, records, tables
+
+
+def print_tables(tables: list, fmt: str = "table") -> None:
+    from masf import leaderboard as lb
+
     console = Console(highlight=False)
     for i, (table, title) in enumerate(tables):
         out = lb.format_table(table, fmt, title)
@@ -63,12 +89,27 @@ def leaderboard(
             typer.echo(out, nl=False)
         if i < len(tables) - 1:
             typer.echo("")
-    if figure is not None:
-        nums = next((t.attrs["numbers"] for t, title in tables if title == lb.ablation_title(selection)), None)
-        if figure.suffix.lower() == ".png":  # NAME.png: the bars there, the others beside it
-            folder, names = figure.parent, (figure.name, f"{figure.stem}_paired_differences.png", f"{figure.stem}_pro_curves.png")
-        else:
-            folder, names = figure, bf.FIGURES
-        paths = bf.write_figures(df, folder, selection, records, reference, columns, nums=nums, names=names)
-        for path in paths:
-            typer.echo(f"figure: {path}", err=fmt != "table")  # keep md/csv/latex on stdout clean
+
+
+def side_by_side(df, variants: list[str], metrics: tuple[str, ...] = ("image_auroc", "pixel_auroc", "pro")):
+    """Per category, each metric's value for every variant next to each other (last epoch, %, mean over seeds)."""
+    import pandas as pd
+
+    from masf import leaderboard as lb
+
+    numbers = {v: lb.category_numbers(df, v, "last") for v in variants}
+    table = pd.DataFrame({f"{lb.METRICS[m]} {v}": numbers[v][f"{m}_mean"].map(lambda x: f"{x:.2f}" if x == x else "—") for m in metrics for v in variants})
+    table.index.name = "category"
+    table.attrs["caption"] = ("Selection: last epoch (headline); values in %, mean over the finished seeds; "
+                              "`masf-bench leaderboard` gives the full tables, with paired intervals")
+    return table
+
+
+def sweep_tables(uri: str, experiment: str, sweep: str, variants: list[str]) -> None:
+    """What ``masf-bench run`` ends with: per category, the headline metrics of every variant side by side."""
+    from masf import leaderboard as lb
+
+    df = lb.load_frame(uri, experiment, sweep)
+    planned = [v for v in variants if v in set(lb.variants_in(df))]
+    if planned:
+        print_tables([(side_by_side(df, planned[:4]), f"{', '.join(planned[:4])}: per category, side by side")])

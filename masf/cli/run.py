@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 from typing import Optional
 
@@ -31,7 +29,7 @@ def run(
     variants: Optional[str] = typer.Option(None, "--variants", help="Comma-separated variants (default: full). See `masf-bench variants`."),
     ablations: bool = typer.Option(False, "--ablations", help="Every registered variant plus the baseline."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: 0)."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP + " (default: smoke)"),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP + " (default: demo)"),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset root in MVTec layout (default: $MVTEC_AD_ROOT, else the synthetic dataset)."),
     address: Optional[str] = typer.Option(None, "--address", envvar="MASF_RAY_ADDRESS", help="Ray cluster: auto, host:port or ray://host:10001 (default: a local Ray in-process)."),
@@ -55,7 +53,7 @@ def run(
         help="Keep the teacher's features in STORAGE/feature-cache up to this size, for every trial of the sweep (0: in memory only, per trial)."),
     resume: bool = typer.Option(False, "--resume", help="Finish a stopped sweep (same arguments): only missing trials run."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Declare what the data is (data.dataset): mvtec_ad lets `leaderboard --paper` show the MASF paper's reported figures beside these results; never inferred from category names."),
-    suite: Optional[str] = typer.Option(None, "--suite", help="A benchmark suite of bench/suites (or a YAML path): its categories, variants, seeds and preset, where not given here."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="A benchmark suite (bench/suites) or ablation grid (ablations/grids) by name, or a YAML path: its categories, variants, seeds and preset, where not given here."),
 ) -> None:
     """Sweep categories x variants x seeds on Ray Tune, tracked in MLflow."""
     from masf.runner.sweep import SweepOptions, run_sweep
@@ -86,7 +84,7 @@ def run(
         raise MasfError("give --ablations or --variants, not both")
     opts = SweepOptions(
         categories=_csv(categories), all_categories=all_categories, variants=_csv(variants), ablations=ablations,
-        seeds=_seeds(seeds or "0"), preset=preset or "smoke", overrides=list(overrides), data_root=str(data_root) if data_root else None,
+        seeds=_seeds(seeds or "0"), preset=preset or "demo", overrides=list(overrides), data_root=str(data_root) if data_root else None,
         address=address, tracking_uri=tracking_uri, experiment=experiment, storage=str(storage) if storage else None,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
         max_failures=max_failures, resume=resume, reuse_workers=reuse_workers, share=share, feature_cache_gb=feature_cache_gb,
@@ -97,12 +95,20 @@ def run(
         f"sweep {summary.name}: {len(summary.done)} done, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
         f"wall {summary.wall_seconds:.1f} s, trials {summary.trial_seconds:.1f} s, {summary.concurrency} at once, "
         f"efficiency {summary.efficiency:.2f}"
+        + (f"; first trial {summary.startup['first_trial']:.1f} s after the command" if "first_trial" in summary.startup else "")
     )
     for key, error in sorted(summary.failed.items()):
         console.print(f"[red]failed[/] {key}: {error}", markup=True, soft_wrap=True)
     if summary.unlogged_events:
         console.print(f"[yellow]{summary.unlogged_events} MLflow events could not be logged; they wait in "
                       f"{summary.storage}/tracking-spool.jsonl and are logged by the next --resume[/]", markup=True)
+    if summary.done or summary.skipped:
+        from masf.cli.leaderboard import sweep_tables
+
+        try:
+            sweep_tables(summary.tracking_uri, summary.experiment, summary.name, summary.variants)
+        except MasfError as exc:  # the sweep's results stand; only the tables could not be made
+            console.print(f"[yellow]tables not shown: {exc}[/]", markup=True)
     console.print(f"results: masf-bench leaderboard --experiment {summary.experiment}"
                   + (f" --tracking-uri {summary.tracking_uri}" if opts.tracking_uri else "") + "   browse: masf-bench ui")
     if summary.failed:
@@ -113,13 +119,11 @@ def ui(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow store (default: ./mlflow.db)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 127.0.0.1 keeps it on this machine."),
     port: int = typer.Option(5000, "--port", help="Port to serve on."),
+    experiment: str = typer.Option("masf-bench", "--experiment", "-e", envvar="MASF_EXPERIMENT", help="Experiment whose runs table the printed link opens."),
 ) -> None:
-    """Serve the MLflow UI on the default store, bound to 127.0.0.1 unless told otherwise."""
-    from masf.runner.tracking import default_tracking_uri, ui_command
+    """Serve the MLflow UI on the default store, bound to 127.0.0.1 unless told otherwise; SIGINT, SIGTERM or SIGHUP stops it."""
+    from masf.runner.tracking import default_tracking_uri, serve_ui, ui_command, ui_url
 
-    cmd = ui_command(tracking_uri or default_tracking_uri(), host, port)
-    Console(highlight=False).print(f"MLflow UI on http://{host}:{port}  (store {cmd[cmd.index('--backend-store-uri') + 1]}); Ctrl+C stops it")
-    try:
-        raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    store = tracking_uri or default_tracking_uri()
+    Console(highlight=False).print(f"MLflow UI on {ui_url(store, host, port, experiment)}  (store {store}); Ctrl+C stops it", soft_wrap=True)
+    raise typer.Exit(serve_ui(ui_command(store, host, port)))

@@ -13,9 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from masf.config import Config, build_config
-from masf.trainer import METRIC_KEYS
 
-PRESET_HELP = "Config preset: paper, cpu, smoke, or a path to a YAML file."
+PRESET_HELP = "Config preset: paper, cpu, demo, smoke, or a path to a YAML file."
 SET_HELP = "Override a config value, e.g. --set train.epochs=3 (repeatable)."
 
 
@@ -46,7 +45,9 @@ def metrics_table(row: dict[str, Any], title: str) -> Table:
     table.add_column("metric")
     for name in columns:
         table.add_column(name, justify="right")
-    for key in METRIC_KEYS:
+    from masf.metrics import SELECTION_METRICS
+
+    for key in SELECTION_METRICS:
         values = [row.get(f"{p}/{key}") for p in columns]
         table.add_row(key, *(f"{v:.4f}" if isinstance(v, float) and v == v else "—" for v in values))
     return table

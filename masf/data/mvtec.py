@@ -23,6 +23,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from masf.data.folders import category_dir, check_category_name, list_categories  # noqa: F401 (re-exported)
 from masf.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -54,47 +55,6 @@ def image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted((p for p in folder.iterdir() if is_image_file(p)), key=lambda p: p.name)
-
-
-def list_categories(root: str | Path) -> list[str]:
-    """Sub-folders of ``root`` that look like categories (they have train/ or test/)."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return sorted(
-        p.name
-        for p in root.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and ((p / "train").is_dir() or (p / "test").is_dir())
-    )
-
-
-def check_category_name(category: str) -> None:
-    """Reject names that are not a single folder name (empty, absolute, '..', separators)."""
-    if not isinstance(category, str) or not category.strip():
-        raise DataError(f"category name {category!r} is empty")
-    if "/" in category or "\\" in category or Path(category).is_absolute():
-        raise DataError(f"category name {category!r} must be a folder name, not a path")
-    if ".." in category:
-        raise DataError(f"category name {category!r} must not contain '..'")
-    if category == ".":
-        raise DataError(f"category name {category!r} must be a folder name, not '.'")
-
-
-def category_dir(root: str | Path, category: str) -> Path:
-    """``root / category``, after checking the name and that the category exists."""
-    check_category_name(category)
-    root = Path(root)
-    if not root.exists():
-        raise DataError(f"dataset root {root} does not exist")
-    if not root.is_dir():
-        raise DataError(f"dataset root {root} is not a folder")
-    found = list_categories(root)
-    if category not in found and (root / category).is_dir():
-        raise DataError(f"{root / category}: not a category folder (it has no train/ or test/ folder)")
-    if category not in found:
-        listing = ", ".join(found) if found else "no categories"
-        raise DataError(f"unknown category '{category}' in {root} (found: {listing})")
-    return root / category
 
 
 def mask_index(folder: Path) -> dict[str, Path]:

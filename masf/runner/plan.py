@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from masf import resources
 from masf.config import Config, build_config, flatten, read_yaml
 from masf.data import MVTEC_CATEGORIES
-from masf.data.mvtec import category_dir, check_category_name, list_categories
+from masf.data.folders import category_dir, check_category_name, list_categories
 from masf.errors import DataError, MasfError
 from masf.fingerprint import config_fingerprint
 from masf.variants import get_variant, list_variants
@@ -206,20 +207,33 @@ def changed_since(storage: Path, name: str, family: str, trials: Sequence[TrialS
     return ". ".join(parts)
 
 
-SUITE_DIR = Path(__file__).resolve().parents[2] / "bench" / "suites"
 SUITE_KEYS = {"categories", "variants", "seeds", "preset", "overrides"}
 
 
+def known_suites() -> dict[str, Any]:
+    """NAME -> file of every benchmark suite (bench/suites) and ablation grid (ablations/grids), sorted by name."""
+    suites, grids = resources.suites(), resources.grids()
+    both = sorted(set(suites) & set(grids))
+    if both:
+        raise MasfError(f"suite '{both[0]}' is both a benchmark suite and an ablation grid: rename one")
+    return dict(sorted({**suites, **grids}.items()))
+
+
 def load_suite(name: str) -> dict[str, Any]:
-    """A benchmark suite (bench/suites/NAME.yaml or a path): categories, variants, seeds, preset, overrides.
+    """A benchmark suite or ablation grid by name, or a YAML path: categories, variants, seeds, preset, overrides.
 
     ``categories: all`` means every category under the data root; ``variants: ablations`` every
     registered variant plus the baseline.
     """
-    path = Path(name) if name.endswith((".yaml", ".yml")) else SUITE_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in SUITE_DIR.glob("*.yaml")))
-        raise MasfError(f"unknown suite '{name}' (known: {known}, or a path to a YAML file)")
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name)
+        if not path.is_file():
+            raise MasfError(f"suite file not found: {path}")
+    else:
+        known = known_suites()
+        if name not in known:
+            raise MasfError(f"unknown suite '{name}' (known: {', '.join(known)}, or a path to a YAML file)")
+        path = known[name]
     data = read_yaml(path)
     unknown = set(data) - SUITE_KEYS
     if unknown:

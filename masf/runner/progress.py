@@ -5,6 +5,7 @@ A rich Live table on a terminal; one plain line per event otherwise (CI, logs).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,26 @@ from rich.table import Table
 from rich.text import Text
 
 from masf.runner.watchdog import TIMED_OUT, is_timeout
+
+_IMPORTED = time.time()
+
+
+def _process_start() -> float:
+    """The wall-clock time this process started (Linux: /proc), else when this module was imported."""
+    try:
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        uptime = float(open("/proc/uptime").read().split()[0])
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return _IMPORTED
+
+
+_STARTED = _process_start()
+
+
+def process_seconds() -> float:
+    """Seconds since this process started: imports included, so a sweep's start-up can be told apart."""
+    return round(time.time() - _STARTED, 3)
 
 
 @dataclass

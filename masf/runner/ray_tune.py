@@ -55,12 +55,44 @@ def probe(address: str) -> None:
         raise MasfError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start it with `ray start --head` or fix --address") from None
 
 
-def connect(address: Optional[str], num_cpus: Optional[int] = None, num_gpus: Optional[float] = None) -> dict[str, float]:
-    """Join ``address`` (``auto``, ``host:port`` or ``ray://host:10001``) or start Ray in-process. Returns cluster resources."""
+class _SweepLog(logging.FileHandler):
+    """A file handler that makes its folder when it first writes (a rejected sweep leaves no folder behind)."""
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+def route_logs(log_file: Optional[Path]) -> None:
+    """Ray's and Tune's driver-side log lines go to ``log_file`` (the sweep's ray.log), not the terminal.
+
+    Their warnings are about Ray's own set-up (token authentication, experiment-state snapshots)
+    and there is nothing a user of the sweep can do about them; the sweep's own errors still
+    reach the terminal. None: Ray logs WARNING and above to stderr as it does by default.
+    """
+    logger = logging.getLogger("ray")
+    if log_file is None:
+        return
+    handler = _SweepLog(log_file, encoding="utf-8", delay=True)  # nothing is written until Ray logs a line
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+        old.close()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def connect(address: Optional[str], num_cpus: Optional[int] = None, num_gpus: Optional[float] = None,
+            log_file: Optional[Path] = None) -> dict[str, float]:
+    """Join ``address`` (``auto``, ``host:port`` or ``ray://host:10001``) or start Ray in-process. Returns cluster resources.
+
+    ``log_file``: where Ray's driver-side logging goes (see :func:`route_logs`)."""
+    route_logs(log_file)
     if not ray.is_initialized():
         # every worker of the sweep imports the trial code as it starts, while the driver
         # is still setting up, instead of on the first trial's clock
-        common = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True,
+        common = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=log_file is None,
                       runtime_env={"worker_process_setup_hook": "masf.runner.ray_tune.warm_worker"})
         if address:
             probe(address)

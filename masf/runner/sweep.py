@@ -8,32 +8,34 @@ sweep's storage folder that is logged now (the driver died between the two).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from rich.console import Console
 
 import masf
 from masf.config import flatten
 from masf.errors import MasfError
-from masf.layout import TRIAL_FILES
-from masf.features import FEATURES_DIR
+from masf.layout import FEATURES_DIR, TRIAL_FILES
 from masf.fingerprint import code_fingerprint, variant_fingerprint
-from masf.metrics import METRIC_KEYS, SELECTIONS, VAL_THRESHOLD_METRICS
+from masf.metrics import SELECTION_METRICS, SELECTIONS
 from masf.paper import dataset_name
 from masf.readings import reading_of
 from masf.runner import plan
-from masf.runner.progress import SweepProgress
-from masf.runner.tracking import Tracker, default_tracking_uri
+from masf.runner.progress import SweepProgress, process_seconds
+from masf.runner.tracking import Tracker, check_reachable, default_tracking_uri
 from masf.runner.watchdog import is_timeout
 from masf.sharing import has_student, member_dir, plan_groups
 
 EPOCH_KEYS = ("loss", "lr", "skipped_batches", "skipped_steps", "batches", "epoch_seconds", "eval_seconds",
               "val_eval_seconds", "composite")
-METRIC_NAMES = METRIC_KEYS + VAL_THRESHOLD_METRICS  # the test metrics of an evaluated epoch; its validation metrics are "val/..."
+METRIC_NAMES = SELECTION_METRICS  # the test metrics of an evaluated epoch; its validation metrics are "val/..."
 SELECTION_PREFIXES = tuple(f"{s}/" for s in SELECTIONS) + ("val/", "student_only/")
 RESULT_METRICS = (
     "best_epoch", "best_val_epoch", "skipped_batches", "skipped_steps", "total_batches", "train_seconds", "eval_seconds",
@@ -84,6 +86,9 @@ class SweepSummary:
     trial_seconds: float = 0.0
     concurrency: int = 1
     unlogged_events: int = 0
+    variants: list[str] = field(default_factory=list)  # as planned, in order
+    # seconds from the process start: imports, planned, preflight, ray_started, first_trial
+    startup: dict[str, float] = field(default_factory=dict)
 
     @property
     def efficiency(self) -> float:
@@ -121,6 +126,7 @@ class _Driver:
         }
 
     def started(self, key: str, attempt: int) -> None:
+        self.summary.startup.setdefault("first_trial", process_seconds())
         self.progress.started(key, attempt)
         params = flatten(self.specs[key].config)
         self.tracker.submit({"kind": "trial_start", "trial": key, "tags": {**self._tags(key), "attempts": str(attempt)},
@@ -255,9 +261,53 @@ class _Fanout:
             self.driver.retrying(k, error)
 
 
-def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSummary:
-    from masf.runner import ray_tune  # Ray loads here, after the cheap checks below
+RAY_LOG = "ray.log"  # Ray's and Tune's driver-side log lines, in the sweep's storage folder
+STARTUP_FILE = "startup.json"  # the last run's StartupClock marks and first_trial, in the same folder
 
+
+class StartupClock:
+    """Seconds from the process start (imports included) at each step before the first trial."""
+
+    def __init__(self) -> None:
+        self.marks: dict[str, float] = {"imports": process_seconds()}
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = process_seconds()
+
+
+class Background(threading.Thread):
+    """``fn`` in a thread started now; :meth:`result` waits and re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], None]):
+        super().__init__(name="masf-preflight", daemon=True)
+        self.fn, self.error = fn, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.fn()
+        except BaseException as exc:  # handed to the caller
+            self.error = exc
+
+    def result(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _preflight(trials: list[plan.TrialSpec], tracker: Tracker, params: dict[str, str], clock: StartupClock) -> None:
+    """Build each distinct teacher once (an unknown backbone or missing weights fail before any trial), open the store."""
+    from masf.config import config_from_dict
+
+    teachers = {json.dumps(t.config["model"]["teacher"], sort_keys=True): t for t in trials}
+    for t in teachers.values():
+        plan.check_teacher(config_from_dict(t.config))
+    tracker.open(params=params)
+    clock.mark("preflight")
+
+
+def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSummary:
+    clock = StartupClock()
     console = console or Console(highlight=False)
     root, synthetic = plan.resolve_data_root(opts.data_root)
     if synthetic:
@@ -265,11 +315,6 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
     categories = plan.resolve_categories(root, opts.categories, opts.all_categories)
     variants = plan.resolve_variants(opts.variants, opts.ablations)
     trials = plan.plan_trials(root, categories, variants, opts.seeds, opts.preset, opts.overrides)
-    teachers = {json.dumps(t.config["model"]["teacher"], sort_keys=True): t for t in trials}
-    for t in teachers.values():
-        from masf.config import config_from_dict
-
-        plan.check_teacher(config_from_dict(t.config))
     name = plan.sweep_name(trials, opts.preset)
     family = plan.sweep_family(root, categories, variants, opts.seeds, opts.preset, opts.overrides)
     storage = Path(opts.storage or Path.cwd() / "masf-runs").expanduser().resolve()
@@ -278,14 +323,29 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
         if note:
             console.print(f"[yellow]--resume: {note}[/]")
     tracking_uri = opts.tracking_uri or default_tracking_uri()
-    summary = SweepSummary(name, opts.experiment, tracking_uri, str(storage / name))
+    summary = SweepSummary(name, opts.experiment, tracking_uri, str(storage / name), variants=variants, startup=clock.marks)
+    clock.mark("planned")
 
     if opts.address:
-        ray_tune.probe(opts.address)  # an unreachable cluster fails before the store is touched
+        from masf.runner.ray_tune import probe
+
+        probe(opts.address)  # an unreachable cluster fails before the store is touched
+    check_reachable(tracking_uri)  # an unreachable store fails before anything is written or started
     tracker = Tracker(tracking_uri, opts.experiment, name, spool=storage / name / "tracking-spool.jsonl")
-    tracker.open(params={"categories": ",".join(categories), "variants": ",".join(variants),
-                         "seeds": ",".join(map(str, opts.seeds)), "preset": opts.preset, "overrides": " ".join(opts.overrides),
-                         "data_root": str(root)})
+    params = {"categories": ",".join(categories), "variants": ",".join(variants), "seeds": ",".join(map(str, opts.seeds)),
+              "preset": opts.preset, "overrides": " ".join(opts.overrides), "data_root": str(root)}
+    # what needs no Ray (the teachers build, the MLflow store opens) runs while Ray starts
+    preflight = Background(lambda: _preflight(trials, tracker, params, clock))
+    if not opts.address and "ray" not in sys.modules:
+        # a new local Ray: token authentication, Ray's own default there, asked for explicitly, so that
+        # Ray makes the token where none exists and does not warn that it chose the mode itself.
+        # Ray reads the mode as it is imported, hence before the import
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    from masf.runner import ray_tune
+
+    resources = ray_tune.connect(opts.address, num_gpus=None, log_file=storage / name / RAY_LOG)
+    clock.mark("ray_started")
+    preflight.result()
     finished = tracker.finished_trials()
     other_code = sorted(k for k in finished if tracker.finished_code.get(k) not in ("", code_fingerprint()))
     if other_code and opts.resume:
@@ -301,7 +361,6 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
                         "and --storage NEW for a fresh sweep")
 
     plan.write_plan(storage / name, family, trials)
-    resources = ray_tune.connect(opts.address, num_gpus=None)
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if resources.get("GPU", 0) >= 1 else 0.0)
     if gpus > resources.get("GPU", 0):
         raise MasfError(f"--gpus-per-trial {gpus} but the Ray cluster has {resources.get('GPU', 0):g} GPUs")
@@ -351,6 +410,9 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
                     todo.append({"key": g.key, "config": specs[g.lead].config, "lead": g.lead, "cpus": opts.cpus_per_trial,
                                  "members": [{"key": k, "config": specs[k].config} for k in left], "feature_cache": cache,
                                  "resume_from": str(found[2]) if found else None})
+            # the longest trials first (most epochs of training): the short ones (baselines, scoring only)
+            # fill the slots at the end instead of leaving one slot idle while a long trial finishes
+            todo.sort(key=lambda t: -epochs[t.get("lead", t["key"])])
             reuse = opts.address is None if opts.reuse_workers is None else opts.reuse_workers
             events = _Fanout(driver, {t["key"]: [m["key"] for m in t["members"]] for t in todo if "members" in t})
             ray_tune.run_trials(todo, name, storage, events, opts.cpus_per_trial, gpus, opts.max_concurrent,
@@ -359,25 +421,31 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
         tracker.stop(deadline_s=10.0)  # what the trials reported so far: logged, or kept in the spool
         raise
     summary.wall_seconds = time.time() - start
+    (storage / name / STARTUP_FILE).write_text(json.dumps(summary.startup, indent=1))
     summary.unlogged_events = finish_sweep(tracker, summary, storage / name, console)
     return summary
 
 
 def finish_sweep(tracker: Tracker, summary: SweepSummary, folder: Path, console: Console) -> int:
     """Leaderboard onto the parent run, final flush; returns the events that could not be logged."""
-    artifacts = []
+    artifacts, description = [], None
     tracker.stop(deadline_s=60.0)  # everything the trials reported, logged (or spooled)
     if not tracker.pending:
         try:
+            from masf.board_figures import FIGURES
             from masf.leaderboard import write_sweep_leaderboard
 
-            artifacts = [(str(p), "leaderboard") for p in write_sweep_leaderboard(tracker.tracking_uri, tracker.experiment, folder, sweep=tracker.sweep)]
+            paths = write_sweep_leaderboard(tracker.tracking_uri, tracker.experiment, folder, sweep=tracker.sweep)
+            artifacts = [(str(p), "leaderboard") for p in paths]
+            # the parent run's description: the markdown leaderboard, the bar chart shown from its artifact
+            description = {"markdown": str(paths[0]), "figure": f"leaderboard/{FIGURES[0]}"}
         except MasfError as exc:
             console.print(f"leaderboard not written: {exc}")
     status = "FAILED" if summary.failed and not summary.done else "FINISHED"
     metrics = {"trials_done": len(summary.done), "trials_failed": len(summary.failed), "trials_skipped": len(summary.skipped),
                "wall_seconds": summary.wall_seconds, "sum_trial_seconds": summary.trial_seconds,
-               "concurrency": summary.concurrency, "sweep_efficiency": summary.efficiency}
+               "concurrency": summary.concurrency, "sweep_efficiency": summary.efficiency,
+               **{f"startup/{k}_s": v for k, v in summary.startup.items()}}
     tracker.submit({"kind": "sweep_end", "metrics": metrics, "artifacts": artifacts, "status": status, "time": time.time(),
-                    "tags": {"failed_trials": ",".join(sorted(summary.failed))[:5000]}})
+                    "tags": {"failed_trials": ",".join(sorted(summary.failed))[:5000]}, "description": description})
     return tracker.flush(deadline_s=60.0)

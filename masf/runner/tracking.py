@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import subprocess
 import threading
 import time
 import urllib.error
@@ -19,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
+from urllib.parse import quote
 
 from masf.errors import MasfError
 
@@ -33,8 +36,18 @@ DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 TAG_SWEEP = "masf.sweep"
 TAG_TRIAL = "masf.trial_key"
-TAG_KIND = "masf.kind"  # "sweep" (parent) or "trial" (child)
-PARENT_TAG = "mlflow.parentRunId"
+TAG_KIND = "masf.kind"  # "sweep" (the sweep's run) or "trial"
+# MLflow's UI: an experiment of this kind is model training (it opens on the runs table, not on GenAI traces)
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # a run's description, rendered as markdown on its page
+NOTE_LIMIT = 8000  # the longest run tag value MLflow stores
+# a saved view of the runs table, stored as an experiment tag and opened by ?viewStateShareKey=VIEW_ID
+VIEW_ID, VIEW_TAG_PREFIX = "masf-headline", "mlflow.sharedViewState."
+# its metrics: masf.leaderboard.DEFAULT_METRICS, not imported for a sweep's start (slow); tests/test_ui.py keeps them equal
+VIEW_METRICS = ("image_auroc", "pixel_auroc", "pro", "image_ap")
+# MLflow 3's UI takes its GenAI or machine-learning layout from the URL's workflowType (else the browser's last choice)
+UI_QUERY = f"viewStateShareKey={VIEW_ID}&workflowType=machine_learning"
+UI_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class TrackingError(MasfError):
@@ -96,7 +109,7 @@ def _chunks(items: list, n: int) -> Iterable[list]:
 
 @dataclass
 class Tracker:
-    """The sweep's view of MLflow: an experiment, a parent run, one child run per trial key."""
+    """The sweep's view of MLflow: an experiment, the sweep's (parent) run, one run per trial key."""
 
     tracking_uri: str
     experiment: str
@@ -123,12 +136,15 @@ class Tracker:
             exp = retry(lambda: client.get_experiment_by_name(self.experiment))
             if exp is None:
                 art = default_artifact_root(self.tracking_uri)
-                self.experiment_id = retry(lambda: client.create_experiment(self.experiment, artifact_location=art))
+                self.experiment_id = retry(lambda: client.create_experiment(self.experiment, artifact_location=art,
+                                                                            tags=experiment_tags({})))
             else:
                 if exp.lifecycle_stage == "deleted":
                     raise TrackingError(f"MLflow experiment '{self.experiment}' is deleted; restore it or choose another --experiment")
                 self.experiment_id = exp.experiment_id
-            self.parent_run_id = self._find_or_create(client, {TAG_KIND: "sweep"}, f"sweep {self.sweep}", None)
+                for key, value in experiment_tags(exp.tags).items():
+                    retry(lambda: client.set_experiment_tag(self.experiment_id, key, value))
+            self.parent_run_id = self._find_or_create(client, {TAG_KIND: "sweep"}, f"sweep {self.sweep}")
             for run in self._search(client, f"tags.`{TAG_KIND}` = 'trial' and tags.`{TAG_SWEEP}` = '{self.sweep}'"):
                 self.runs.setdefault(run.data.tags[TAG_TRIAL], run.info.run_id)
             if params:
@@ -150,15 +166,12 @@ class Tracker:
             if not token:
                 return out
 
-    def _find_or_create(self, client, tags: dict[str, str], name: str, parent: Optional[str]) -> str:
+    def _find_or_create(self, client, tags: dict[str, str], name: str) -> str:
         filt = " and ".join([f"tags.`{TAG_SWEEP}` = '{self.sweep}'"] + [f"tags.`{k}` = '{v}'" for k, v in tags.items()])
         found = self._search(client, filt)
         if found:
             return sorted(found, key=lambda r: r.info.start_time)[0].info.run_id
-        all_tags = {TAG_SWEEP: self.sweep, **tags}
-        if parent:
-            all_tags[PARENT_TAG] = parent
-        run = retry(lambda: client.create_run(self.experiment_id, tags=all_tags, run_name=name))
+        run = retry(lambda: client.create_run(self.experiment_id, tags={TAG_SWEEP: self.sweep, **tags}, run_name=name))
         return run.info.run_id
 
     def _log_params(self, client, run_id: str, params: dict[str, Any]) -> None:
@@ -173,7 +186,7 @@ class Tracker:
     # ------------------------------------------------------------ events (queued, retried)
 
     def finished_trials(self) -> dict[str, str]:
-        """Trial key -> run id of every child run that finished with final metrics."""
+        """Trial key -> run id of every trial run that finished with final metrics."""
         client = _client(self.tracking_uri)
         done = {}
         for key, run_id in self.runs.items():
@@ -270,8 +283,9 @@ class Tracker:
             self.spool.unlink()
 
     def _child(self, client, key: str, tags: dict[str, str]) -> str:
+        # a top-level run, not nested under the sweep's run: MLflow's runs table folds nested runs away
         if key not in self.runs:
-            self.runs[key] = self._find_or_create(client, {TAG_KIND: "trial", TAG_TRIAL: key}, key, self.parent_run_id)
+            self.runs[key] = self._find_or_create(client, {TAG_KIND: "trial", TAG_TRIAL: key}, trial_run_name(key))
         run_id = self.runs[key]
         if tags:
             from mlflow.entities import RunTag
@@ -314,11 +328,55 @@ class Tracker:
                 if Path(local).exists():
                     retry(lambda: client.log_artifact(self.parent_run_id, local, dest or None))
             metrics = [Metric(k, float(v), now, 0) for k, v in event.get("metrics", {}).items()]
-            tags = [RunTag(k, str(v)) for k, v in event.get("tags", {}).items()]
+            tags = [RunTag(k, str(v)) for k, v in {**event.get("tags", {}), **self._description(event)}.items()]
             retry(lambda: client.log_batch(self.parent_run_id, metrics=metrics, tags=tags))
             retry(lambda: client.set_terminated(self.parent_run_id, event.get("status", "FINISHED"), end_time=now))
         else:
             raise ValueError(f"unknown tracking event {kind!r}")
+
+    def _description(self, event: dict[str, Any]) -> dict[str, str]:
+        """The sweep run's description tag from the event's leaderboard markdown file, if any."""
+        spec = event.get("description")
+        if not spec or not Path(spec["markdown"]).exists():
+            return {}
+        return {NOTE_TAG: leaderboard_note(Path(spec["markdown"]).read_text(), self.parent_run_id, spec["figure"])}
+
+
+def trial_run_name(key: str) -> str:
+    """A trial's run name: 'bottle/full/0' for the key 'bottle/full/seed0'."""
+    head, sep, seed = key.rpartition("/seed")
+    return f"{head}/{seed}" if sep and seed.isdigit() else key
+
+
+def leaderboard_note(markdown: str, run_id: str, figure: str) -> str:
+    """Markdown for a run's description: the leaderboard's title, the figure (a run artifact), its first section
+    (as much as MLflow keeps), where the rest is."""
+    image = f"![{Path(figure).stem}](get-artifact?path={quote(figure, safe='')}&run_uuid={run_id})"
+    rest = "\n\nEvery selection, the paired intervals and the costs: artifacts `leaderboard/`."
+    title, _, first = "\n## ".join(markdown.split("\n## ")[:2]).rstrip().partition("\n")
+    budget = NOTE_LIMIT - len(title) - len(image) - len(rest) - 3
+    if len(first) > budget:  # whole tables: cut before the last table title that fits
+        cut = first.rfind("\n### ", 0, budget)
+        first = (first[:cut] if cut > 0 else first[:budget].rsplit("\n", 1)[0]).rstrip()
+    return f"{title}\n\n{image}\n{first}{rest}"
+
+
+def runs_view() -> str:
+    """The saved runs-table view: trials by headline image AUROC, the leaderboard's metrics, category and variant."""
+    metrics = [f"metrics.`last/{m}`" for m in VIEW_METRICS]
+    columns = ["tags.`category`", "tags.`variant`", *metrics]
+    state = {"orderByKey": metrics[0], "orderByAsc": False, "selectedColumns": columns, "columnOrder": columns,
+             "columnWidths": {m: 150 for m in metrics}}  # the whole value, e.g. 0.7333333333333333
+    now = int(time.time() * 1000)
+    return json.dumps({"name": "masf headline", "createdAt": now, "updatedAt": now, "state": json.dumps(state)})
+
+
+def experiment_tags(existing: dict[str, str]) -> dict[str, str]:
+    """The experiment tags a sweep sets where missing: model training, and the headline view (also where outdated)."""
+    view = runs_view()
+    stored = existing.get(VIEW_TAG_PREFIX + VIEW_ID)
+    tags = {} if stored and json.loads(stored)["state"] == json.loads(view)["state"] else {VIEW_TAG_PREFIX + VIEW_ID: view}
+    return {**({} if KIND_TAG in existing else {KIND_TAG: KIND}), **tags}
 
 
 # ---------------------------------------------------------------- reading (leaderboard)
@@ -340,7 +398,7 @@ def read_artifact(tracking_uri: str, run_id: str, path: str, read: Callable[[str
 
 
 def load_trial_runs(tracking_uri: str, experiment: str) -> list[dict[str, Any]]:
-    """Every trial (child) run of an experiment as a flat dict: tags, params, latest metrics, status."""
+    """Every trial run of an experiment as a flat dict: tags, params, latest metrics, status."""
     check_reachable(tracking_uri)
     client = _client(tracking_uri)
     exp = retry(lambda: client.get_experiment_by_name(experiment))
@@ -373,6 +431,49 @@ def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
     if art:
         cmd += ["--default-artifact-root", art]
     return cmd
+
+
+def ui_url(tracking_uri: str, host: str, port: int, experiment: str) -> str:
+    """The UI's address: the experiment's runs table in the headline view, or the home page before the first sweep."""
+    base = f"http://{host}:{port}/#/"
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).exists():
+        return base
+    try:
+        exp = retry(lambda: _client(tracking_uri).get_experiment_by_name(experiment))
+    except Exception as exc:  # MLflow raises many types for the same failure
+        raise TrackingError(f"MLflow store {tracking_uri} failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}") from None
+    return f"{base}experiments/{exp.experiment_id}/runs?{UI_QUERY}" if exp else base
+
+
+def serve_ui(cmd: list[str]) -> int:
+    """Run the UI server in a session of its own until it exits, or until a stop signal stops it with its workers."""
+    server = subprocess.Popen(cmd, env=os.environ.copy(), start_new_session=True)
+    for sig in UI_STOP_SIGNALS:
+        signal.signal(sig, signal.default_int_handler)  # each one raises KeyboardInterrupt, also out of wait()
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        for sig in UI_STOP_SIGNALS:  # one stop at a time; it ends within twice stop_group's grace
+            signal.signal(sig, signal.SIG_IGN)
+        stop_group(server)
+        return 0
+
+
+def stop_group(leader: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """SIGTERM to the leader's process group, SIGKILL to what is left after ``grace_s``; returns once the group is gone."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(leader.pid, sig)
+        except ProcessLookupError:
+            return
+        end = time.monotonic() + grace_s
+        while time.monotonic() < end:
+            leader.poll()  # reaps the leader; its workers are reaped by init
+            try:
+                os.killpg(leader.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
 
 def load_sweep_params(tracking_uri: str, experiment: str) -> dict[str, dict[str, str]]:

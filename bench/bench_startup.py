@@ -1,0 +1,79 @@
+"""Start-up of `masf-bench run`: seconds from the command to the first trial running, and where they go.
+
+Runs the real command (a fresh process, a local Ray, the SQLite MLflow store in one temporary
+working directory) --repeats times on the synthetic dataset, each run a new experiment: the first
+run creates the store, the later ones find it, as a user's second run does. Reads each sweep's startup.json:
+seconds from the process start at the end of the imports, after planning, after the preflight
+(teachers built, MLflow store open; in a thread beside Ray's start), after Ray's start, and at
+the first trial's start (Tune set-up included). The first run also warms the disk caches.
+
+    python -m bench.bench_startup --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.report import emit
+
+PHASES = ("imports", "planned", "preflight", "ray_started", "first_trial")
+
+
+def one_run(args: argparse.Namespace, cwd: Path, i: int) -> dict[str, float]:
+    storage = cwd / f"runs-{i}"
+    cmd = [sys.executable, "-m", "masf.cli.main", "run", "--categories", args.categories, "--variants", args.variants,
+           "--preset", args.preset, "--experiment", f"startup-{i}", "--storage", str(storage)]
+    t0 = time.time()
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800)
+    wall = time.time() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"masf-bench run failed ({out.returncode}): {out.stderr[-2000:]}")
+    marks = json.loads(next(storage.glob("*/startup.json")).read_text())
+    stderr_lines = [l for l in out.stderr.splitlines() if l.strip()]
+    return {**marks, "command_s": round(wall, 2), "stderr_lines": len(stderr_lines)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--categories", default="bottle")
+    ap.add_argument("--variants", default="patchcore")
+    ap.add_argument("--preset", default="demo")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [one_run(args, Path(tmp), i) for i in range(args.repeats)]
+    lines = [
+        "## Start-up: command to first trial",
+        "",
+        f"- command: `python -m bench.bench_startup --repeats {args.repeats}` (each run: `masf-bench run --categories "
+        f"{args.categories} --variants {args.variants} --preset {args.preset}`, a fresh process and a fresh local Ray)",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"- date: {time.strftime('%Y-%m-%d')}",
+        "",
+        "Seconds from the process start to the end of each step (a run per row; run 1 creates the MLflow store;"
+        " preflight runs in a thread beside Ray's start; stderr lines: what reached the terminal's error stream).",
+        "",
+        "| run | " + " | ".join(PHASES) + " | stderr lines |",
+        "|---|" + "---:|" * (len(PHASES) + 1),
+    ]
+    for i, r in enumerate(runs, 1):
+        lines.append(f"| {i} | " + " | ".join(f"{r.get(p, float('nan')):.2f}" for p in PHASES) + f" | {r['stderr_lines']} |")
+    med = {p: statistics.median(r[p] for r in runs if p in r) for p in PHASES}
+    lines.append("| median | " + " | ".join(f"{med[p]:.2f}" for p in PHASES) + " | |")
+    emit(lines, args.out)
+    if args.out:
+        args.out.with_suffix(".json").write_text(json.dumps({"runs": runs, "median": med}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

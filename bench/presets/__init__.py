@@ -1,0 +1,1 @@
+"""The config presets (NAME.yaml), installed as the data package ``masf.presets``."""

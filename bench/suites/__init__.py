@@ -1,0 +1,1 @@
+"""The benchmark suites (NAME.yaml), installed as the data package ``masf.suites``."""

@@ -1,0 +1,48 @@
+"""Category folders of an MVTec-layout root: names, listing, lookup (no image or tensor libraries)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from masf.errors import DataError
+
+
+def list_categories(root: str | Path) -> list[str]:
+    """Sub-folders of ``root`` that look like categories (they have train/ or test/)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and ((p / "train").is_dir() or (p / "test").is_dir())
+    )
+
+
+def check_category_name(category: str) -> None:
+    """Reject names that are not a single folder name (empty, absolute, '..', separators)."""
+    if not isinstance(category, str) or not category.strip():
+        raise DataError(f"category name {category!r} is empty")
+    if "/" in category or "\\" in category or Path(category).is_absolute():
+        raise DataError(f"category name {category!r} must be a folder name, not a path")
+    if ".." in category:
+        raise DataError(f"category name {category!r} must not contain '..'")
+    if category == ".":
+        raise DataError(f"category name {category!r} must be a folder name, not '.'")
+
+
+def category_dir(root: str | Path, category: str) -> Path:
+    """``root / category``, after checking the name and that the category exists."""
+    check_category_name(category)
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"dataset root {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"dataset root {root} is not a folder")
+    found = list_categories(root)
+    if category not in found and (root / category).is_dir():
+        raise DataError(f"{root / category}: not a category folder (it has no train/ or test/ folder)")
+    if category not in found:
+        listing = ", ".join(found) if found else "no categories"
+        raise DataError(f"unknown category '{category}' in {root} (found: {listing})")
+    return root / category
