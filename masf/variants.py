@@ -88,7 +88,11 @@ def _entry(file: str, name: Any, entry: Any) -> Variant:
 def read_variants(source: Union[Path, Traversable]) -> dict[str, Variant]:
     """Every entry of a variants file (NAME: {description, switches, baseline}), in file order."""
     try:
-        data = yaml.load(source.read_text(), Loader=_UniqueKeyLoader)
+        loader = _UniqueKeyLoader(source.read_text())  # a SafeLoader: no tags beyond plain YAML
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark else ""

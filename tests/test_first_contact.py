@@ -46,8 +46,23 @@ def test_the_terminal_carries_no_third_party_warnings(finished_sweep):
     out = finished_sweep["out"]
     noisy = [line for line in (out.stdout + out.stderr).splitlines() if THIRD_PARTY.search(line)]
     assert not noisy, noisy
-    logs = list((finished_sweep["cwd"] / "masf-runs").glob("*/ray.log"))
-    assert len(logs) == 1, "Ray's driver-side log goes to the sweep's folder"
+
+
+def test_ray_log_lines_go_to_the_sweep_log_not_the_terminal(tmp_path, capfd):
+    import logging
+
+    from masf.runner.ray_tune import route_logs
+
+    log = tmp_path / "sweep" / "ray.log"
+    route_logs(log)
+    assert not log.parent.exists()  # nothing written until Ray logs a line
+    logging.getLogger("ray.tune.execution").warning("experiment state snapshotting is slow")
+    ray_logger = logging.getLogger("ray")
+    for handler in ray_logger.handlers:
+        handler.flush()
+    assert "experiment state snapshotting is slow" in log.read_text()
+    assert not ray_logger.propagate and [type(h).__name__ for h in ray_logger.handlers] == ["_SweepLog"]
+    assert "snapshotting" not in capfd.readouterr().err
 
 
 @pytest.mark.slow
