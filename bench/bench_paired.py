@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench.report import emit
 from masf import leaderboard as lb
+from masf.board_store import MlflowRecords, load_frame
 
 
 def main() -> None:
@@ -28,8 +29,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     metrics = lb.pick_metrics(args.metrics)
-    df = lb.load_frame(args.tracking_uri, args.experiment, args.sweep)
-    records = lb.MlflowRecords(args.tracking_uri)
+    df = load_frame(args.tracking_uri, args.experiment, args.sweep)
+    records = MlflowRecords(args.tracking_uri)
     start = time.perf_counter()
     for rid in df.run_id:  # fetched once, before anything is timed
         records(rid, args.selection)

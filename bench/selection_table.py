@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.report import emit
 from masf import leaderboard as lb
+from masf.board_store import load_frame
 from masf.runner.tracking import default_tracking_uri
 
 METRICS = ("image_auroc", "pixel_auroc", "pro")
@@ -34,7 +35,7 @@ def main() -> None:
     ap.add_argument("--tracking-uri", default=None)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    df = lb.load_frame(args.tracking_uri or default_tracking_uri(), args.experiment, args.sweep)
+    df = load_frame(args.tracking_uri or default_tracking_uri(), args.experiment, args.sweep)
     head = "| category | variant | seeds |" + "".join(f" {s}: img / px / PRO |" for s in lb.SELECTIONS)
     lines = [f"Experiment {args.experiment}, sweeps {', '.join(df.attrs['sweeps'])}; values in %, mean ± std over seeds.", "",
              head, "|---|---|---:|" + "---:|" * len(lb.SELECTIONS)]

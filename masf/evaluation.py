@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,23 @@ class Evaluation:
     maps: np.ndarray  # (N, H, W) fused anomaly maps
     masks: np.ndarray  # (N, H, W) uint8
     seconds: float
+    kept: tuple[int, ...] = ()  # the images whose per-scale maps were kept (the heatmap figure's rows)
+    scale_maps: Optional[list[np.ndarray]] = None  # L x (len(kept), H, W): their per-scale s_l
+
+
+def heatmap_indices(labels: np.ndarray, defect_types: list[str], n: int) -> tuple[int, ...]:
+    """Up to n test images for the heatmap figure: one per defect type first, then more defects, one good image last."""
+    if n <= 0:
+        return ()
+    chosen: list[int] = []
+    for kind in dict.fromkeys(t for t in defect_types if t != "good"):
+        chosen.append(defect_types.index(kind))
+    rest = [int(i) for i in np.flatnonzero(labels == 1) if i not in chosen]
+    chosen = (chosen + rest)[: max(1, n - 1)]
+    goods = np.flatnonzero(labels == 0)
+    if len(goods):
+        chosen.append(int(goods[0]))
+    return tuple(chosen[:n])
 
 
 def composite(metrics: dict[str, float], weights: list[float], prefix: str = "") -> float:
@@ -38,11 +55,14 @@ def select_epoch(history: list[dict[str, Any]], key: str) -> Optional[dict[str, 
 
 @torch.no_grad()
 def score_split(model: torch.nn.Module, loader: Iterable[dict[str, Any]], device: torch.device, amp: bool,
-                fpr_limit: float, **score_kwargs: Any) -> Evaluation:
-    """``model.score`` over every batch of ``loader`` (float16 autocast when ``amp``), and the split's metrics."""
+                fpr_limit: float, keep: Sequence[int] = (), **score_kwargs: Any) -> Evaluation:
+    """``model.score`` over every batch of ``loader`` (float16 autocast when ``amp``), and the split's metrics.
+    ``keep``: positions in the split whose per-scale maps the Evaluation keeps (the heatmap figure needs no second scoring)."""
     model.eval()
     scores, labels, maps, masks = [], [], [], []
+    wanted, kept = set(keep), {}
     start = time.perf_counter()
+    seen = 0
     for batch in loader:
         x = batch["image"].to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
@@ -51,6 +71,11 @@ def score_split(model: torch.nn.Module, loader: Iterable[dict[str, Any]], device
         maps.append(out.anomaly_map.float().cpu().numpy())
         labels.append(np.asarray(batch["label"]))
         masks.append(batch["mask"][:, 0].numpy().astype(np.uint8))
+        for i in wanted.intersection(range(seen, seen + x.shape[0])):
+            kept[i] = [m[i - seen].float().cpu().numpy() for m in out.scale_maps]
+        seen += x.shape[0]
     seconds = time.perf_counter() - start
     s, y, m, g = np.concatenate(scores), np.concatenate(labels), np.concatenate(maps), np.concatenate(masks)
-    return Evaluation(compute_metrics(s, y, m, g, fpr_limit=fpr_limit), s, y, m, g, seconds)
+    order = tuple(i for i in keep if i in kept)
+    scale_maps = [np.stack([kept[i][level] for i in order]) for level in range(len(kept[order[0]]))] if order else None
+    return Evaluation(compute_metrics(s, y, m, g, fpr_limit=fpr_limit), s, y, m, g, seconds, order, scale_maps)

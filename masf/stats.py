@@ -22,7 +22,11 @@ Intervals of a difference (variant minus reference, in the unit given):
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -186,6 +190,21 @@ def check_pair(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], where: 
         raise StatsError(f"{where or 'records'}: the two results were not scored on the same test images")
 
 
+class _Memo(dict):
+    """A dict that forgets its oldest entries past ``size``."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+        self.lock = threading.Lock()  # paired_bootstrap's threads add entries at once
+
+    def __setitem__(self, key, value) -> None:
+        with self.lock:
+            while len(self) >= self.size:
+                del self[next(iter(self))]
+            super().__setitem__(key, value)
+
+
 def bootstrap_weights(labels: np.ndarray, draws: int = DRAWS, seed: int = 0) -> np.ndarray:
     """(draws, N) image counts of a stratified bootstrap: good and defective images resampled apart."""
     rng = np.random.default_rng(seed)
@@ -198,6 +217,21 @@ def bootstrap_weights(labels: np.ndarray, draws: int = DRAWS, seed: int = 0) -> 
     return w
 
 
+def record_digest(rec: Mapping[str, np.ndarray]) -> str:
+    """A digest of a record's content: the same test scoring gives the same digest, whichever selection holds it."""
+    h = hashlib.sha1()
+    for k in sorted(rec):
+        a = np.ascontiguousarray(rec[k])
+        h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+# a pair's draws by (digest a, digest b, draws, seed): the selections of a trial are often one epoch (a single
+# evaluation, or the last epoch chosen), whose records are alike, and their intervals need one bootstrap
+_DRAWN = _Memo(256)
+
+
 def paired_bootstrap(pairs: Sequence[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Mapping[str, float], Mapping[str, float]]],
                      metrics: Sequence[str], draws: int = DRAWS, seed: int = 0, level: float = LEVEL) -> dict[str, tuple[float, float, float]]:
     """Mean difference (a - b) over ``pairs`` and its bootstrap interval, per metric, in the metrics' unit.
@@ -206,13 +240,24 @@ def paired_bootstrap(pairs: Sequence[tuple[Mapping[str, np.ndarray], Mapping[str
     category draws its own images, and a draw's difference is the mean over the categories.
     Returns metric -> (difference, low, high).
     """
+    for ra, rb, _, _ in pairs:
+        check_pair(ra, rb)
+
+    def draw(i: int) -> tuple[dict, dict, dict, dict]:
+        ra, rb = pairs[i][0], pairs[i][1]
+        key = (record_digest(ra), record_digest(rb), draws, seed + i)
+        if key not in _DRAWN:
+            w = bootstrap_weights(ra["label"], draws, seed + i)
+            _DRAWN[key] = (metrics_from_statistics(ra, w), metrics_from_statistics(rb, w),
+                           metrics_from_statistics(ra), metrics_from_statistics(rb))
+        return _DRAWN[key]
+
+    # the categories' draws are independent: numpy leaves the GIL in the large array operations, so threads share the cores
+    with ThreadPoolExecutor(max_workers=max(1, min(len(pairs), os.cpu_count() or 1))) as pool:
+        drawn = list(pool.map(draw, range(len(pairs))))
     boot = {m: np.zeros(draws) for m in metrics}
     point = {m: 0.0 for m in metrics}
-    for i, (ra, rb, ma, mb) in enumerate(pairs):
-        check_pair(ra, rb)
-        w = bootstrap_weights(ra["label"], draws, seed + i)
-        da, db = metrics_from_statistics(ra, w), metrics_from_statistics(rb, w)
-        fa, fb = metrics_from_statistics(ra), metrics_from_statistics(rb)
+    for (_, _, ma, mb), (da, db, fa, fb) in zip(pairs, drawn):  # summed in the pairs' order: the same numbers as one thread
         for m in metrics:
             exact = float(ma[m]) - float(mb[m])
             point[m] += exact / len(pairs)

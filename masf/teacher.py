@@ -22,6 +22,7 @@ from torch import nn
 from masf.config import TeacherConfig
 from masf.errors import WeightsError
 from masf.features import FeatureCache, tensor_digest
+from masf.teacher_seen import remember
 
 PACKAGED_MODEL = "tf_efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -174,6 +175,7 @@ def build_teacher(cfg: TeacherConfig) -> Teacher:
     std = tuple(body.pretrained_cfg.get("std", IMAGENET_STD))
     identity = {"name": cfg.name, "weights": source, "out_indices": list(out_indices), "mean": mean, "std": std,
                 "weights_file": _file_digest(cfg.weights_file) if source == "file" else None}
+    remember(cfg)  # the next sweep's driver need not build it again (masf/teacher_seen.py)
     return Teacher(body, mean, std, name=cfg.name, weights_source=source, identity=identity)
 
 

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from masf.config import Config
 from masf.errors import MasfError, TrainingError
-from masf.evaluation import Evaluation, composite, score_split, select_epoch
+from masf.evaluation import Evaluation, composite, heatmap_indices, score_split, select_epoch
 from masf.fingerprint import config_fingerprint, trial_identity
 from masf.metrics import METRIC_KEYS, SELECTION_METRICS, VAL_THRESHOLD_METRICS, f1_at, f1_threshold
 from masf.stats import test_statistics
@@ -156,6 +156,10 @@ class Trainer:
         )
         self.bank_loader = DataLoader(train_set, batch_size=cfg.data.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
         self.test_loader = DataLoader(test_set, batch_size=cfg.data.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
+        # the test images of the heatmap figure: the test scoring keeps their per-scale maps
+        samples = getattr(test_set, "samples", None)
+        self.heatmap_rows = (heatmap_indices(test_set.labels(), [x.defect_type for x in samples], cfg.eval.heatmap_images)
+                             if cfg.eval.figures and samples is not None else ())
         self.val_loader = (
             DataLoader(val_set, batch_size=cfg.data.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
             if val_set is not None and len(val_set) else None
@@ -428,8 +432,9 @@ class Trainer:
                  model: Optional[torch.nn.Module] = None) -> Evaluation:
         """Score one split (default: test) and compute its metrics; ``student_only``: the student's maps alone."""
         kwargs = {"student_only": True, "ttsa": False} if student_only else {"ttsa": ttsa}
+        keep = self.heatmap_rows if loader is None and ttsa is None and not student_only else ()  # the configured scoring
         return score_split(model or self.model, loader or self.test_loader, self.device, self.amp,
-                           self.cfg.eval.pro_fpr_limit, **kwargs)
+                           self.cfg.eval.pro_fpr_limit, keep=keep, **kwargs)
 
     def evaluate_members(self) -> dict[Optional[str], tuple[Evaluation, dict[str, float]]]:
         """:meth:`evaluate_splits` of every member. In a group the members share one memo of component maps

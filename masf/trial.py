@@ -72,19 +72,6 @@ def _check_writable(out_dir: Path) -> None:
         raise MasfError(f"output folder {out_dir} is not writable: {exc.strerror or exc}") from None
 
 
-def _heatmap_indices(labels: np.ndarray, defect_types: list[str], n: int) -> list[int]:
-    """Up to n test images: one per defect type first, then more defects, one good image last."""
-    chosen: list[int] = []
-    for kind in dict.fromkeys(t for t in defect_types if t != "good"):
-        chosen.append(defect_types.index(kind))
-    rest = [i for i in np.flatnonzero(labels == 1) if i not in chosen]
-    chosen = (chosen + rest)[: max(1, n - 1)]
-    goods = np.flatnonzero(labels == 0)
-    if len(goods):
-        chosen.append(int(goods[0]))
-    return chosen[:n]
-
-
 @torch.no_grad()
 def time_inference(model: torch.nn.Module, dataset: MVTecDataset, ttsa: bool, batch_size: int, max_images: int = 32) -> float:
     """Milliseconds per image of ``model.score`` (warm-up batch excluded), the teacher's feature cache off."""
@@ -128,20 +115,18 @@ def build_datasets(
     return train, val, test
 
 
-def write_figures(cfg: Config, model: torch.nn.Module, test: MVTecDataset, outcome: Any, out_dir: Path, mean, std) -> list[str]:
+def write_figures(cfg: Config, test: MVTecDataset, outcome: Any, out_dir: Path, mean, std) -> list[str]:
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     final = outcome.final
     name = f"{cfg.data.category} / {cfg.variant} / seed {cfg.train.seed}"
-    types = [test[i]["defect_type"] for i in range(len(test))]
-    idx = _heatmap_indices(final.labels, types, cfg.eval.heatmap_images)
-    device = next(iter(model.teacher.parameters())).device
-    x = torch.stack([test[i]["image"] for i in idx]).to(device)
-    scores = model.score(x)
-    images = np.stack([denormalize(x[i].cpu(), mean, std) for i in range(len(idx))])
-    paths = [
-        heatmap_grid(images, final.masks[idx], final.maps[idx], [m.cpu().numpy() for m in scores.scale_maps],
-                     fig_dir / "heatmaps.png", f"{name} (last epoch)"),
+    idx = list(final.kept)  # the last test scoring kept these images' per-scale maps (masf/evaluation.py)
+    paths = []
+    if idx:
+        images = np.stack([denormalize(test[i]["image"], mean, std) for i in idx])
+        paths.append(heatmap_grid(images, final.masks[idx], final.maps[idx], final.scale_maps, fig_dir / "heatmaps.png",
+                                  f"{name} (last epoch)"))
+    paths += [
         roc_figure(final.image_scores, final.labels, fig_dir / "roc.png", f"image ROC: {name}"),
         score_histogram(final.image_scores, final.labels, fig_dir / "score_histogram.png", f"image scores: {name}"),
         training_curves(outcome.history, fig_dir / "training_curves.png", name),
@@ -345,7 +330,7 @@ def _finish(cfg: Config, model: torch.nn.Module, trainer: Trainer, outcome: Any,
     (out_dir / "history.json").write_text(json.dumps(outcome.history, indent=1))
     if outcome.test_stats:
         save_statistics(out_dir / STATS_FILE, outcome.test_stats)
-    figures = write_figures(cfg, model, test_set, outcome, out_dir, teacher.mean, teacher.std) if cfg.eval.figures else []
+    figures = write_figures(cfg, test_set, outcome, out_dir, teacher.mean, teacher.std) if cfg.eval.figures else []
     extra["trial_seconds"] = round(time.perf_counter() - start, 3)
     if peak is not None:  # of the whole trial (a group: of its one training and every member so far)
         extra.update(peak.result())

@@ -68,10 +68,11 @@ def test_ray_log_lines_go_to_the_sweep_log_not_the_terminal(tmp_path, capfd):
 @pytest.mark.slow
 def test_startup_clock_orders_the_steps(finished_sweep):
     marks = json.loads(next((finished_sweep["cwd"] / "masf-runs").glob("*/startup.json")).read_text())
-    steps = ["imports", "planned", "ray_started", "first_trial"]
-    assert all(s in marks for s in [*steps, "preflight"]), marks
+    steps = ["imports", "planned", "ray_started", "tune_started", "first_trial", "first_trial_code", "first_report"]
+    assert all(s in marks for s in [*steps, "teachers", "store_open"]), marks
     assert [marks[s] for s in steps] == sorted(marks[s] for s in steps), marks
-    assert marks["preflight"] <= marks["first_trial"]  # joined before any trial is scheduled
+    # the preflight thread (teachers, then the store) is joined before Tune is set up
+    assert marks["planned"] <= marks["teachers"] <= marks["store_open"] <= marks["tune_started"], marks
     assert f"first trial {marks['first_trial']:.1f} s after the command" in finished_sweep["out"].stdout
 
 

@@ -13,6 +13,7 @@ import pytest
 from rich.table import Table
 from typer.testing import CliRunner
 
+from masf import board_store
 from masf import leaderboard as lb
 from masf.cli.main import app
 from masf.fingerprint import variant_fingerprint
@@ -106,10 +107,10 @@ def test_load_frame_reads_the_sweeps_plan(tmp_path: Path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri, "X", "sw-plan").open(params={"categories": "bottle,zipper", "variants": "full", "seeds": "0"})
     with pytest.raises(lb.LeaderboardError, match=rf"^no trial runs in experiment 'X' of {uri}$"):
-        lb.load_frame(uri, "X")
+        board_store.load_frame(uri, "X")
     _log_trial(tracker, "bottle", "full", 0.9, False, time.time())
     assert tracker.flush() == 0
-    df = lb.load_frame(uri, "X")  # zipper was planned (parent-run params) but never started
+    df = board_store.load_frame(uri, "X")  # zipper was planned (parent-run params) but never started
     assert len(df) == 2 and (df[df.category == "zipper"].status == "missing").all()
     assert lb.category_table(df).loc["zipper", "image AUROC"] == "missing"
 
@@ -307,7 +308,7 @@ def test_end_to_end_mlflow_store(tmp_path: Path):
     result = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", uri, "--experiment", "Y"])
     assert result.exit_code == 1 and str(result.exception) == f"no MLflow experiment 'Y' in {uri}"
 
-    paths = lb.write_sweep_leaderboard(uri, "X", tmp_path / "board", sweep="smoke-e2e")
+    paths = board_store.write_sweep_leaderboard(uri, "X", tmp_path / "board", sweep="smoke-e2e")
     assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "category_bars.png", "paired_differences.png", "pro_curves.png"]
     md = paths[0].read_text()
     assert "## last epoch (headline)" in md and "## validation-selected" in md and "## test-selected (paper protocol)" in md

@@ -207,3 +207,26 @@ def test_test_time_masks_are_seeded_per_image_not_per_batch(ttsa):
     assert torch.allclose(whole.image_score, reordered.image_score.flip(0), atol=1e-5)
     m.cfg.amfd.test_masking = False
     assert not torch.allclose(whole.anomaly_map, m.score(x, ttsa=ttsa).anomaly_map)  # the masks were in play
+
+
+def test_the_test_scoring_keeps_the_heatmap_rows_as_a_rescoring_gives_them():
+    """The heatmap figure takes its per-scale maps from the test scoring: the same maps scoring those images again gives."""
+    from masf.evaluation import heatmap_indices, score_split
+
+    m = _model("full")
+    m.build_banks([torch.randn(2, 3, 32, 32)])
+    m.calibrate([torch.randn(2, 3, 32, 32)])
+    m.eval()
+    x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    labels = np.array([0, 1, 1, 0, 1])
+    masks = torch.zeros(5, 1, 32, 32)
+    masks[labels == 1, :, 8:16, 8:16] = 1.0
+    loader = [{"image": x[i:i + 2], "label": labels[i:i + 2], "mask": masks[i:i + 2]} for i in (0, 2, 4)]
+    rows = heatmap_indices(labels, ["good", "crack", "cut", "good", "crack"], 3)
+    assert rows == (1, 2, 0)  # one per defect type, then one good image
+    ev = score_split(m, loader, torch.device("cpu"), False, 0.3, keep=rows)
+    again = m.score(x[list(rows)])
+    assert ev.kept == rows and len(ev.scale_maps) == len(again.scale_maps)
+    for kept, fresh in zip(ev.scale_maps, again.scale_maps):
+        np.testing.assert_allclose(kept, fresh.numpy(), atol=1e-5)
+    assert score_split(m, loader, torch.device("cpu"), False, 0.3).scale_maps is None

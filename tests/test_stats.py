@@ -249,3 +249,46 @@ def test_vectorised_pro_area_equals_the_scalar_one():
         for limit in (0.05, 0.3, 1.0):
             want = [_area_to_limit(f, p, limit) for f, p in zip(fpr, pro)]
             np.testing.assert_allclose(_areas_to_limit(fpr, pro, limit), want, rtol=0, atol=1e-12)
+
+
+def test_the_bootstrap_in_threads_gives_the_numbers_of_one_thread(monkeypatch):
+    """paired_bootstrap draws the categories in threads; the result is the sequential one, to the last digit."""
+    rng = np.random.default_rng(5)
+    pairs = []
+    for c in range(3):
+        labels = np.array([0, 0, 0, 1, 1, 1])
+        masks = np.zeros((6, 8, 8))
+        masks[3:, 2:5, 2:5] = 1
+        recs = []
+        for shift in (0.0, 0.3):
+            maps = rng.random((6, 8, 8)) + shift * masks
+            scores = maps.reshape(6, -1).max(axis=1)
+            recs.append((_record(scores, labels, maps, masks), compute_metrics(scores, labels, maps, masks)))
+        pairs.append((recs[1][0], recs[0][0], recs[1][1], recs[0][1]))
+    keys = ["image_auroc", "pixel_auroc", "pro", "image_ap"]
+    st._DRAWN.clear()
+    threaded = st.paired_bootstrap(pairs, keys, draws=500)
+    assert len(st._DRAWN) == 3  # a pair's draws, kept for the next selection of the same records
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(st, "ThreadPoolExecutor", lambda max_workers: ThreadPoolExecutor(max_workers=1))
+    st._DRAWN.clear()
+    assert st.paired_bootstrap(pairs, keys, draws=500) == threaded
+
+
+def test_records_alike_share_their_draws_and_others_do_not():
+    """A selection of the same epoch (records alike) reuses the pair's draws; another scoring gets its own."""
+    labels = np.array([0, 0, 1, 1])
+    masks = np.zeros((4, 6, 6))
+    masks[2:, 1:4, 1:4] = 1
+    maps = np.random.default_rng(7).random((4, 6, 6)) + 0.4 * masks
+    scores = maps.reshape(4, -1).max(axis=1)
+    rec, exact = _record(scores, labels, maps, masks), compute_metrics(scores, labels, maps, masks)
+    alike = {k: np.copy(v) for k, v in rec.items()}  # another selection's copy of the same record
+    other = _record(scores[::-1].copy(), labels, maps, masks)
+    assert st.record_digest(rec) == st.record_digest(alike) != st.record_digest(other)
+    st._DRAWN.clear()
+    first = st.paired_bootstrap([(rec, other, exact, exact)], ["image_auroc"], draws=300)
+    assert st.paired_bootstrap([(alike, other, exact, exact)], ["image_auroc"], draws=300) == first and len(st._DRAWN) == 1
+    st.paired_bootstrap([(other, rec, exact, exact)], ["image_auroc"], draws=300)
+    assert len(st._DRAWN) == 2

@@ -1,22 +1,14 @@
-"""What MLflow's UI shows of a sweep (experiment kind, run names, the headline view, the sweep run's description)
-and `masf-bench ui` stopping its server, workers included."""
+"""What MLflow's UI shows of a sweep (experiment kind, run names, the headline view, the sweep run's description);
+`masf-bench ui` itself, in a browser and stopped by a signal, is tested in tests/test_ui_browser.py."""
 
 from __future__ import annotations
 
 import json
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import psutil
-import pytest
-
 from masf.runner.tracking import (KIND, KIND_TAG, NOTE_LIMIT, NOTE_TAG, UI_QUERY, VIEW_ID, VIEW_METRICS, VIEW_TAG_PREFIX,
                                   Tracker, leaderboard_note, load_trial_runs, trial_run_name, ui_url)
-from services import free_port, wait_for
 
 HEADLINE = ["metrics.`last/image_auroc`", "metrics.`last/pixel_auroc`", "metrics.`last/pro`", "metrics.`last/image_ap`"]
 
@@ -102,35 +94,3 @@ def test_a_long_leaderboard_is_cut_between_tables_to_fit_the_tag():
     note = leaderboard_note(md, "r" * 32, "leaderboard/category_bars.png")
     assert len(note) <= NOTE_LIMIT and "### v0" in note and "### v29" not in note
     assert note.split("\n\nEvery selection")[0].endswith("| bottle | 99.00 |")  # whole tables only
-
-
-def _serving(port: int, proc: subprocess.Popen) -> bool:
-    assert proc.poll() is None, proc.stdout.read()
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.slow
-def test_ui_stopped_by_sigterm_stops_its_server_and_workers(tmp_path: Path):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "masf.cli.main", "ui", "--port", str(port)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    children: list[psutil.Process] = []
-    try:
-        wait_for(lambda: _serving(port, proc), 180, "masf-bench ui")
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 3, [c.cmdline() for c in children]  # the server and its workers
-        proc.send_signal(signal.SIGTERM)  # masf-bench alone: the server runs in a session of its own
-        assert proc.wait(timeout=60) == 0
-        assert not [c.cmdline() for c in _alive(children)]
-        assert not [c for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port]
-    finally:
-        for p in [proc, *_alive(children)]:
-            p.kill()
-
-
-def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
-    return [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

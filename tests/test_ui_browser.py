@@ -1,5 +1,6 @@
-"""MLflow's UI in a real browser (headless Chromium) on a finished sweep: `masf-bench ui`'s link opens the runs
-table with the trials by name and their headline metrics; the sweep run's page shows the leaderboard and its bar chart."""
+"""`masf-bench ui` on a finished sweep: in a real browser (headless Chromium; skipped where there is none) its link
+opens the runs table with the trials by name and their headline metrics, and the sweep run's page shows the
+leaderboard and its bar chart; then SIGTERM stops it with its server and the server's workers (one server for all)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+import psutil
 import pytest
 
 from masf.runner.tracking import NOTE_TAG, load_trial_runs, trial_run_name
 from services import free_port, wait_for
 
 BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(BROWSER is None, reason="no chromium, chromium-browser or google-chrome on PATH")]
+pytestmark = pytest.mark.slow
+browser = pytest.mark.skipif(BROWSER is None, reason="no chromium, chromium-browser or google-chrome on PATH")
 HEADLINE = ("last/image_auroc", "last/pixel_auroc", "last/pro", "last/image_ap")
 
 
@@ -44,17 +47,24 @@ def _js(value: float) -> str:
 
 @pytest.fixture(scope="module")
 def ui(finished_sweep, tmp_path_factory) -> Iterator[dict]:
-    """`masf-bench ui` on the finished sweep's store; its printed link."""
+    """`masf-bench ui` on the finished sweep's store (in a session of its own, so a signal reaches it alone); its link."""
     port, log = free_port(), tmp_path_factory.mktemp("ui") / "ui.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "masf.cli.main", "ui", "--port", str(port), "-e", finished_sweep["experiment"]],
-                                cwd=finished_sweep["cwd"], stdout=out, stderr=subprocess.STDOUT)
+                                cwd=finished_sweep["cwd"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    children: list[psutil.Process] = []
     try:
         wait_for(lambda: _healthy(f"http://127.0.0.1:{port}/health"), 180, "masf-bench ui")
-        yield {"link": re.search(r"MLflow UI on (\S+)", log.read_text()).group(1), "base": f"http://127.0.0.1:{port}/"}
+        children = psutil.Process(proc.pid).children(recursive=True)
+        yield {"link": re.search(r"MLflow UI on (\S+)", log.read_text()).group(1), "base": f"http://127.0.0.1:{port}/",
+               "proc": proc, "port": port, "children": children}
     finally:
-        proc.send_signal(signal.SIGTERM)  # stops the server with its workers (tests/test_ui.py)
-        proc.wait(timeout=90)
+        for p in [proc, *_alive(children)]:  # what the SIGTERM test left (it failed, or did not run)
+            p.kill()
+
+
+def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    return [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 def _healthy(url: str) -> bool:
@@ -65,6 +75,7 @@ def _healthy(url: str) -> bool:
         return False
 
 
+@browser
 def test_runs_table_shows_the_trials_by_name_with_their_headline_metrics(finished_sweep, ui, tmp_path):
     assert "/runs?viewStateShareKey=masf-headline&workflowType=machine_learning" in ui["link"]
     text = _text(_dom(ui["link"], tmp_path / "profile"))
@@ -81,6 +92,7 @@ def test_runs_table_shows_the_trials_by_name_with_their_headline_metrics(finishe
         assert f" {column} " in text, column
 
 
+@browser
 def test_sweep_run_page_shows_the_leaderboard_and_its_bar_chart(finished_sweep, ui, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -94,3 +106,13 @@ def test_sweep_run_page_shows_the_leaderboard_and_its_bar_chart(finished_sweep, 
     src = html.unescape(re.search(r'<img src="(get-artifact\?path=leaderboard%2Fcategory_bars\.png[^"]*)"', dom).group(1))
     with urllib.request.urlopen(ui["base"] + src, timeout=30) as r:
         assert r.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ui_stopped_by_sigterm_stops_its_server_and_workers(ui):
+    """Last in this file: it stops the module's server."""
+    proc, children = ui["proc"], ui["children"]
+    assert len(children) >= 3, [c.cmdline() for c in children]  # the server and its workers
+    proc.send_signal(signal.SIGTERM)  # masf-bench alone: the server runs in a session of its own
+    assert proc.wait(timeout=60) == 0
+    assert not [c.cmdline() for c in _alive(children)]
+    assert not [c for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == ui["port"]]

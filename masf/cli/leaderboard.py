@@ -52,9 +52,10 @@ def build_tables(uri: str, experiment: str, sweep: Optional[str], variant: str, 
     """(frame, records, [(table, title)]) of the sweep's runs: the tables named in ``wanted``; the per-category
     table of ``variant``, the paired one of ``paired`` (default: ``variant``) against ``reference``."""
     from masf import leaderboard as lb
+    from masf.board_store import MlflowRecords, load_frame
 
-    df = lb.load_frame(uri, experiment, sweep)
-    records = lb.MlflowRecords(uri)
+    df = load_frame(uri, experiment, sweep)
+    records = MlflowRecords(uri)
     several = len(lb.variants_in(df)) > 1
     tables = []
     if "category" in wanted:
@@ -105,11 +106,13 @@ def side_by_side(df, variants: list[str], metrics: tuple[str, ...] = ("image_aur
     return table
 
 
-def sweep_tables(uri: str, experiment: str, sweep: str, variants: list[str]) -> None:
-    """What ``masf-bench run`` ends with: per category, the headline metrics of every variant side by side."""
+def sweep_tables(uri: str, experiment: str, sweep: str, variants: list[str], frame=None) -> None:
+    """What ``masf-bench run`` ends with: per category, the headline metrics of every variant side by side.
+    ``frame``: the sweep's rows as its leaderboard read them (else read from the store)."""
     from masf import leaderboard as lb
+    from masf.board_store import load_frame
 
-    df = lb.load_frame(uri, experiment, sweep)
+    df = frame if frame is not None else load_frame(uri, experiment, sweep)
     planned = [v for v in variants if v in set(lb.variants_in(df))]
     if planned:
         print_tables([(side_by_side(df, planned[:4]), f"{', '.join(planned[:4])}: per category, side by side")])

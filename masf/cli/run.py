@@ -106,7 +106,7 @@ def run(
         from masf.cli.leaderboard import sweep_tables
 
         try:
-            sweep_tables(summary.tracking_uri, summary.experiment, summary.name, summary.variants)
+            sweep_tables(summary.tracking_uri, summary.experiment, summary.name, summary.variants, frame=summary.frame)
         except MasfError as exc:  # the sweep's results stand; only the tables could not be made
             console.print(f"[yellow]tables not shown: {exc}[/]", markup=True)
     console.print(f"results: masf-bench leaderboard --experiment {summary.experiment}"

@@ -24,6 +24,7 @@ from masf.config import Config, build_config, flatten, read_yaml
 from masf.data import MVTEC_CATEGORIES
 from masf.data.folders import category_dir, check_category_name, list_categories
 from masf.errors import DataError, MasfError
+from masf.layout import cache_dir
 from masf.fingerprint import config_fingerprint
 from masf.variants import get_variant, list_variants
 
@@ -50,11 +51,6 @@ class TrialSpec:
 
 def trial_key(category: str, variant: str, seed: int) -> str:
     return f"{category}/{variant}/seed{seed}"
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("MASF_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "masf-bench")
-    return Path(base)
 
 
 def synthetic_root() -> Path:
@@ -115,11 +111,18 @@ def resolve_variants(variants: Optional[Sequence[str]], ablations: bool) -> list
     return names
 
 
-def check_teacher(cfg: Config) -> None:
-    """Build the teacher once in the driver: an unknown backbone or missing weights fail before any trial."""
+def check_teacher(cfg: Config) -> bool:
+    """An unknown backbone or missing weights fail before any trial: the teacher is built once in the
+    driver, unless it built before on this machine from the same weights (masf/teacher_seen.py), which
+    spares the driver torch, timm and the weights. Returns whether it was built."""
+    from masf.teacher_seen import seen
+
+    if seen(cfg.model.teacher):
+        return False
     from masf.teacher import build_teacher
 
     build_teacher(cfg.model.teacher)
+    return True
 
 
 def plan_trials(

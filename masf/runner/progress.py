@@ -34,9 +34,10 @@ def _process_start() -> float:
 _STARTED = _process_start()
 
 
-def process_seconds() -> float:
-    """Seconds since this process started: imports included, so a sweep's start-up can be told apart."""
-    return round(time.time() - _STARTED, 3)
+def process_seconds(at: Optional[float] = None) -> float:
+    """Seconds since this process started (imports included, so a sweep's start-up can be told apart)
+    until now, or until the wall-clock time ``at`` (a worker's clock: the same machine's)."""
+    return round((time.time() if at is None else at) - _STARTED, 3)
 
 
 @dataclass

@@ -90,10 +90,10 @@ def connect(address: Optional[str], num_cpus: Optional[int] = None, num_gpus: Op
     ``log_file``: where Ray's driver-side logging goes (see :func:`route_logs`)."""
     route_logs(log_file)
     if not ray.is_initialized():
-        # every worker of the sweep imports the trial code as it starts, while the driver
-        # is still setting up, instead of on the first trial's clock
-        common = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=log_file is None,
-                      runtime_env={"worker_process_setup_hook": "masf.runner.ray_tune.warm_worker"})
+        # no worker set-up hook: Ray gives every actor a new worker process, so a hook that imports
+        # the trial code runs on the first trial's clock all the same, only before Tune calls the
+        # trial started (bench/RESULTS.md section 17)
+        common = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=log_file is None)
         if address:
             probe(address)
             try:
@@ -116,11 +116,6 @@ def connect(address: Optional[str], num_cpus: Optional[int] = None, num_gpus: Op
 def shutdown() -> None:
     if ray.is_initialized():
         ray.shutdown()
-
-
-def warm_worker() -> None:
-    """Ray worker setup hook: import what a trial needs (torch, timm, the method, the metrics)."""
-    import masf.trial  # noqa: F401
 
 
 def node_info() -> dict[str, str]:
@@ -172,6 +167,7 @@ def trainable(config: dict[str, Any]) -> None:
     from masf.trainer import CHECKPOINT
     from masf.trial import run_group, run_trial
 
+    loaded = time.time()  # torch, timm and the trial code are in this process from here on
     spec = config["trial"]
     cfg = config_from_dict(spec["config"])
     if cfg.train.threads <= 0:
@@ -184,7 +180,7 @@ def trainable(config: dict[str, Any]) -> None:
             _take_checkpoint(restored.to_directory(tmp), work)
     elif spec.get("resume_from"):
         _take_checkpoint(spec["resume_from"], work)
-    info = node_info()
+    info = {**node_info(), "trial_code_loaded": loaded}
     key = spec["key"]
     members = spec.get("members")  # [{"key", "config"}]: a training group
     keys = [m["key"] for m in members] if members else None

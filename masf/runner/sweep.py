@@ -87,8 +87,11 @@ class SweepSummary:
     concurrency: int = 1
     unlogged_events: int = 0
     variants: list[str] = field(default_factory=list)  # as planned, in order
-    # seconds from the process start: imports, planned, preflight, ray_started, first_trial
+    # seconds from the process start: imports, planned, teachers, store_open, ray_started, tune_started,
+    # first_trial (Tune started it), first_trial_code (its worker has the trial code), first_report;
+    # and at the close: trials_done, logged, leaderboard, flushed
     startup: dict[str, float] = field(default_factory=dict)
+    frame: Any = field(default=None, repr=False)  # the sweep's trial rows as the leaderboard read them (masf/leaderboard.py)
 
     @property
     def efficiency(self) -> float:
@@ -137,7 +140,14 @@ class _Driver:
         return {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and (
             k in EPOCH_KEYS or k in METRIC_NAMES or k.startswith(("loss/", "fusion_weight/", "val/", "student_only/", "calib/")))}
 
+    def _first_report(self, result: dict[str, Any]) -> None:
+        """The start-up's last marks: the first trial's code loaded in its worker, its first report here."""
+        if "trial_code_loaded" in result:
+            self.summary.startup.setdefault("first_trial_code", process_seconds(float(result["trial_code_loaded"])))
+        self.summary.startup.setdefault("first_report", process_seconds())
+
     def reported(self, key: str, result: dict[str, Any]) -> None:
+        self._first_report(result)
         if result.get("final"):
             return  # completed() logs the final row
         self.progress.epoch(key, result)
@@ -148,6 +158,7 @@ class _Driver:
 
     def completed(self, key: str, result: dict[str, Any], checkpoint_dir: Optional[str], count_seconds: bool = True) -> None:
         """``count_seconds`` False: a member of a training group whose seconds another member counted."""
+        self._first_report(result)
         if result.get("trial_error"):
             self.failed(key, str(result["trial_error"]))
             return
@@ -262,7 +273,7 @@ class _Fanout:
 
 
 RAY_LOG = "ray.log"  # Ray's and Tune's driver-side log lines, in the sweep's storage folder
-STARTUP_FILE = "startup.json"  # the last run's StartupClock marks and first_trial, in the same folder
+STARTUP_FILE = "startup.json"  # the last run's StartupClock marks, start-up and close, in the same folder
 
 
 class StartupClock:
@@ -296,14 +307,15 @@ class Background(threading.Thread):
 
 
 def _preflight(trials: list[plan.TrialSpec], tracker: Tracker, params: dict[str, str], clock: StartupClock) -> None:
-    """Build each distinct teacher once (an unknown backbone or missing weights fail before any trial), open the store."""
+    """Check each distinct teacher (an unknown backbone or missing weights fail before any trial), open the store."""
     from masf.config import config_from_dict
 
     teachers = {json.dumps(t.config["model"]["teacher"], sort_keys=True): t for t in trials}
     for t in teachers.values():
         plan.check_teacher(config_from_dict(t.config))
+    clock.mark("teachers")
     tracker.open(params=params)
-    clock.mark("preflight")
+    clock.mark("store_open")
 
 
 def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSummary:
@@ -415,32 +427,39 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
             todo.sort(key=lambda t: -epochs[t.get("lead", t["key"])])
             reuse = opts.address is None if opts.reuse_workers is None else opts.reuse_workers
             events = _Fanout(driver, {t["key"]: [m["key"] for m in t["members"]] for t in todo if "members" in t})
+            clock.mark("tune_started")
             ray_tune.run_trials(todo, name, storage, events, opts.cpus_per_trial, gpus, opts.max_concurrent,
                                 opts.max_failures, reuse_workers=reuse)
     except BaseException:
         tracker.stop(deadline_s=10.0)  # what the trials reported so far: logged, or kept in the spool
         raise
     summary.wall_seconds = time.time() - start
+    clock.mark("trials_done")
+    summary.unlogged_events = finish_sweep(tracker, summary, storage / name, console, clock)
     (storage / name / STARTUP_FILE).write_text(json.dumps(summary.startup, indent=1))
-    summary.unlogged_events = finish_sweep(tracker, summary, storage / name, console)
     return summary
 
 
-def finish_sweep(tracker: Tracker, summary: SweepSummary, folder: Path, console: Console) -> int:
-    """Leaderboard onto the parent run, final flush; returns the events that could not be logged."""
+def finish_sweep(tracker: Tracker, summary: SweepSummary, folder: Path, console: Console, clock: Optional[StartupClock] = None) -> int:
+    """Leaderboard onto the parent run, final flush; returns the events that could not be logged.
+    ``clock``: marks 'logged' (the trials' events in the store), 'leaderboard' and 'flushed'."""
+    mark = clock.mark if clock is not None else (lambda name: None)
     artifacts, description = [], None
     tracker.stop(deadline_s=60.0)  # everything the trials reported, logged (or spooled)
+    mark("logged")
     if not tracker.pending:
         try:
             from masf.board_figures import FIGURES
-            from masf.leaderboard import write_sweep_leaderboard
+            from masf.board_store import load_frame, write_sweep_leaderboard
 
-            paths = write_sweep_leaderboard(tracker.tracking_uri, tracker.experiment, folder, sweep=tracker.sweep)
+            summary.frame = load_frame(tracker.tracking_uri, tracker.experiment, tracker.sweep)
+            paths = write_sweep_leaderboard(tracker.tracking_uri, tracker.experiment, folder, sweep=tracker.sweep, frame=summary.frame)
             artifacts = [(str(p), "leaderboard") for p in paths]
             # the parent run's description: the markdown leaderboard, the bar chart shown from its artifact
             description = {"markdown": str(paths[0]), "figure": f"leaderboard/{FIGURES[0]}"}
         except MasfError as exc:
             console.print(f"leaderboard not written: {exc}")
+    mark("leaderboard")
     status = "FAILED" if summary.failed and not summary.done else "FINISHED"
     metrics = {"trials_done": len(summary.done), "trials_failed": len(summary.failed), "trials_skipped": len(summary.skipped),
                "wall_seconds": summary.wall_seconds, "sum_trial_seconds": summary.trial_seconds,
@@ -448,4 +467,6 @@ def finish_sweep(tracker: Tracker, summary: SweepSummary, folder: Path, console:
                **{f"startup/{k}_s": v for k, v in summary.startup.items()}}
     tracker.submit({"kind": "sweep_end", "metrics": metrics, "artifacts": artifacts, "status": status, "time": time.time(),
                     "tags": {"failed_trials": ",".join(sorted(summary.failed))[:5000]}, "description": description})
-    return tracker.flush(deadline_s=60.0)
+    left = tracker.flush(deadline_s=60.0)
+    mark("flushed")
+    return left
