@@ -246,11 +246,12 @@ def paired_bootstrap(pairs: Sequence[tuple[Mapping[str, np.ndarray], Mapping[str
     def draw(i: int) -> tuple[dict, dict, dict, dict]:
         ra, rb = pairs[i][0], pairs[i][1]
         key = (record_digest(ra), record_digest(rb), draws, seed + i)
-        if key not in _DRAWN:
+        found = _DRAWN.get(key)
+        if found is None:
             w = bootstrap_weights(ra["label"], draws, seed + i)
-            _DRAWN[key] = (metrics_from_statistics(ra, w), metrics_from_statistics(rb, w),
-                           metrics_from_statistics(ra), metrics_from_statistics(rb))
-        return _DRAWN[key]
+            found = (metrics_from_statistics(ra, w), metrics_from_statistics(rb, w), metrics_from_statistics(ra), metrics_from_statistics(rb))
+            _DRAWN[key] = found  # (another thread may evict it at once: this call keeps its own)
+        return found
 
     # the categories' draws are independent: numpy leaves the GIL in the large array operations, so threads share the cores
     with ThreadPoolExecutor(max_workers=max(1, min(len(pairs), os.cpu_count() or 1))) as pool:
