@@ -90,10 +90,11 @@ def connect(address: Optional[str], num_cpus: Optional[int] = None, num_gpus: Op
     ``log_file``: where Ray's driver-side logging goes (see :func:`route_logs`)."""
     route_logs(log_file)
     if not ray.is_initialized():
-        # no worker set-up hook: Ray gives every actor a new worker process, so a hook that imports
-        # the trial code runs on the first trial's clock all the same, only before Tune calls the
-        # trial started (bench/RESULTS.md section 17)
-        common = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=log_file is None)
+        # every worker imports the trial code as it starts, before Tune calls its trial started: the
+        # watchdog's limits (masf/runner/watchdog.py) then count the trial's own work, not the imports
+        # (Ray gives every actor a new worker process, so this gains no time: bench/RESULTS.md section 17)
+        common = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=log_file is None,
+                      runtime_env={"worker_process_setup_hook": "masf.runner.ray_tune.warm_worker"})
         if address:
             probe(address)
             try:
@@ -116,6 +117,11 @@ def connect(address: Optional[str], num_cpus: Optional[int] = None, num_gpus: Op
 def shutdown() -> None:
     if ray.is_initialized():
         ray.shutdown()
+
+
+def warm_worker() -> None:
+    """Ray worker setup hook: import what a trial needs (torch, timm, the method, the metrics)."""
+    import masf.trial  # noqa: F401
 
 
 def node_info() -> dict[str, str]:
@@ -167,7 +173,7 @@ def trainable(config: dict[str, Any]) -> None:
     from masf.trainer import CHECKPOINT
     from masf.trial import run_group, run_trial
 
-    loaded = time.time()  # torch, timm and the trial code are in this process from here on
+    loaded = time.time()  # torch, timm and the trial code are in this process from here on (the hook loaded them)
     spec = config["trial"]
     cfg = config_from_dict(spec["config"])
     if cfg.train.threads <= 0:
