@@ -65,8 +65,7 @@ def evidence(teacher: Any) -> Optional[dict[str, Any]]:
     return out
 
 
-def _marker(teacher: Any) -> Optional[Path]:
-    ev = evidence(teacher)
+def _marker(ev: Optional[dict[str, Any]]) -> Optional[Path]:
     if ev is None:
         return None
     digest = hashlib.sha1(json.dumps(ev, sort_keys=True).encode()).hexdigest()[:16]
@@ -75,19 +74,20 @@ def _marker(teacher: Any) -> Optional[Path]:
 
 def seen(teacher: Any) -> bool:
     """Whether this teacher built on this machine before, from the same weights."""
-    marker = _marker(teacher)
+    marker = _marker(evidence(teacher))
     return marker is not None and marker.is_file()
 
 
 def remember(teacher: Any) -> None:
     """After a teacher built: mark it (a cache folder that cannot be written only costs the next check a build)."""
-    marker = _marker(teacher)
+    ev = evidence(teacher)
+    marker = _marker(ev)
     if marker is None:
         return
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         tmp = marker.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(evidence(teacher), indent=1))
+        tmp.write_text(json.dumps(ev, indent=1))
         os.replace(tmp, marker)
     except OSError:
         pass

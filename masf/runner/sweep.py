@@ -440,10 +440,10 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
     return summary
 
 
-def finish_sweep(tracker: Tracker, summary: SweepSummary, folder: Path, console: Console, clock: Optional[StartupClock] = None) -> int:
+def finish_sweep(tracker: Tracker, summary: SweepSummary, folder: Path, console: Console, clock: StartupClock) -> int:
     """Leaderboard onto the parent run, final flush; returns the events that could not be logged.
     ``clock``: marks 'logged' (the trials' events in the store), 'leaderboard' and 'flushed'."""
-    mark = clock.mark if clock is not None else (lambda name: None)
+    mark = clock.mark
     artifacts, description = [], None
     tracker.stop(deadline_s=60.0)  # everything the trials reported, logged (or spooled)
     mark("logged")
