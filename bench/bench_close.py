@@ -24,9 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.report import emit
-from masf import stats as st
-from masf.board_figures import write_figures
-from masf.board_store import MlflowRecords, load_frame, markdown_report, trial_rows, write_sweep_leaderboard
+from masf.report import intervals
+from masf.report.figures import write_figures
+from masf.report.store import MlflowRecords, load_frame, markdown_report, trial_rows, write_sweep_leaderboard
 from masf.runner.tracking import default_tracking_uri
 
 
@@ -64,13 +64,13 @@ def main() -> None:
     args = ap.parse_args()
     uri = default_tracking_uri(args.store)
     sweep = next((args.store / "masf-runs").glob("*/startup.json")).parent.name
-    pool, memo = st.ThreadPoolExecutor, st._DRAWN
+    pool, memo = intervals.ThreadPoolExecutor, intervals._DRAWN
     rows = []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-            st.ThreadPoolExecutor, st._DRAWN = (lambda max_workers: ThreadPoolExecutor(max_workers=1)), _Forget()
+            intervals.ThreadPoolExecutor, intervals._DRAWN = (lambda max_workers: ThreadPoolExecutor(max_workers=1)), _Forget()
             old = timed(before, uri, args.experiment, sweep, Path(a))
-            st.ThreadPoolExecutor, st._DRAWN = pool, memo
+            intervals.ThreadPoolExecutor, intervals._DRAWN = pool, memo
             memo.clear()
             new = timed(now, uri, args.experiment, sweep, Path(b))
             same = (Path(a) / "leaderboard.md").read_text() == (Path(b) / "leaderboard.md").read_text()

@@ -31,7 +31,7 @@ from masf.config import TeacherConfig
 from masf.data.mvtec import MVTecDataset
 from masf.data.synth import generate_dataset
 from masf.method.coreset import coverage_radius, greedy_coreset, random_projection
-from masf.teacher import build_teacher
+from masf.method.teacher import build_teacher
 from bench.report import emit
 
 

@@ -23,7 +23,7 @@ import torch
 from masf.config import build_config
 from masf.data.synth import generate_dataset
 from masf.method.model import MASF, build_detector
-from masf.trial import build_datasets, cached_teacher
+from masf.trial.run import build_datasets, cached_teacher
 from bench.report import emit
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -121,7 +121,7 @@ def main() -> None:
         f"- command: `python -m bench.bench_inference --category {args.category} --preset {args.preset} --views {args.views} "
         f"--batch {args.batch} --images {args.images} --repeats {args.repeats} --threads {args.threads}`",
         f"- data: {args.category} ({args.data_root}), {len(x)} test images at {masf.cfg and x.shape[-1]} px; backbone "
-        f"{masf.teacher.name} ({masf.teacher.weights_source})",
+        f"{masf.method.teacher.name} ({masf.method.teacher.weights_source})",
         f"- machine: {platform.machine()} CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
         f"date {time.strftime('%Y-%m-%d')}",
         "",

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from bench.report import emit
-from masf import leaderboard as lb
-from masf.board_store import MlflowRecords, load_frame
+from masf.report import leaderboard as lb
+from masf.report.store import MlflowRecords, load_frame
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     fetch_s = time.perf_counter() - start
     seeds = sorted(df[df.status.eq("finished")].seed.unique())
     # how far the records' binned pixel metrics are from the exact logged ones, over every finished trial
-    from masf.stats import metrics_from_statistics
+    from masf.records import metrics_from_statistics
 
     worst: dict[str, float] = {}
     for row in df[df.status.eq("finished")].to_dict("records"):

@@ -5,7 +5,7 @@ one process, one after the other for each seed (the order alternates between see
 shared machine falls on both):
 
 - alone: every trial trains and scores alone, the teacher's features computed each time;
-- shared: the trials of one training part (masf/sharing.py) run as one group, every trial reads the
+- shared: the trials of one training part (masf/trial/sharing.py) run as one group, every trial reads the
   teacher's features from one disk cache (as a sweep's trials do, STORAGE/feature-cache);
 - and, with ``--ways``, the two parts apart: ``shared-nocache`` (groups, features computed each
   time) and ``alone-cache`` (every trial alone, reading the disk cache).
@@ -31,10 +31,10 @@ from typing import Optional
 import torch
 
 from masf.config import build_config
-from masf.features import FeatureCache
-from masf.sharing import plan_groups, training_fingerprint
-from masf.trial import run_group, run_trial
-from masf.variants import list_variants
+from masf.method.feature_cache import FeatureCache
+from masf.trial.sharing import plan_groups, training_fingerprint
+from masf.trial.run import run_group, run_trial
+from masf.config.variants import list_variants
 
 SCORED = ("last/", "best_on_val/", "best_on_test/", "val/", "student_only/")
 

@@ -2,7 +2,7 @@
 
 Runs the real command (a fresh process, a local Ray, the SQLite MLflow store in one temporary
 working directory) --repeats times on the synthetic dataset, each run a new experiment. Run 1 is
-cold where it can be: it creates the store and finds no teacher markers (masf/teacher_seen.py),
+cold where it can be: it creates the store and finds no teacher markers (masf/method/teacher_seen.py),
 so the driver builds the teacher; the later runs find both, as a user's second run does. Reads
 each sweep's startup.json: seconds from the process start at the end of the imports, after
 planning, after the teacher check and after the store opened (both in a thread beside Ray's

@@ -20,8 +20,8 @@ import torch
 from masf.config import build_config
 from masf.data.synth import generate_dataset
 from masf.method.model import MASF
-from masf.trainer import Trainer
-from masf.trial import build_datasets, cached_teacher
+from masf.trial.trainer import Trainer
+from masf.trial.run import build_datasets, cached_teacher
 from bench.report import emit
 
 

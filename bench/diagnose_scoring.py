@@ -22,9 +22,9 @@ import torch
 
 from masf.config import Config, load_config_file
 from masf.method.model import MASF
-from masf.teacher import build_teacher
-from masf.trainer import CHECKPOINT, Trainer
-from masf.trial import build_datasets
+from masf.method.teacher import build_teacher
+from masf.trial.trainer import CHECKPOINT, Trainer
+from masf.trial.run import build_datasets
 from bench.report import emit
 
 ROWS: list[tuple[str, dict]] = [

@@ -186,7 +186,7 @@ def choose_weights(setup: Setup) -> dict[str, Any]:
         return {"train": t, "timing": [t], "packaged_importable": packaged,
                 "summary": "random-init resnet18 (cpu-smoke keeps the run small)"}
     from masf.config import TeacherConfig
-    from masf.teacher import build_teacher
+    from masf.method.teacher import build_teacher
 
     tried, train = [], None
     try:
@@ -283,8 +283,8 @@ def amp_training(setup: Setup, root: str, teacher: dict[str, str]) -> dict[str, 
 
     from masf.config import build_config
     from masf.method.model import build_detector
-    from masf.trainer import Trainer
-    from masf.trial import build_datasets, cached_teacher
+    from masf.trial.trainer import Trainer
+    from masf.trial.run import build_datasets, cached_teacher
 
     cfg = build_config(setup.preset, overrides(setup, root, teacher, **{
         "train.epochs": 1, "train.steps_per_epoch": setup.steps, "train.warmup_epochs": 1, "train.restart_epochs": 1,
@@ -447,8 +447,8 @@ def time_backbone(setup: Setup, root: str, teacher: dict[str, str]) -> list[dict
 
     from masf.config import build_config
     from masf.method.model import build_detector
-    from masf.teacher import build_teacher
-    from masf.trial import build_datasets
+    from masf.method.teacher import build_teacher
+    from masf.trial.run import build_datasets
 
     cfg = build_config(setup.preset, overrides(setup, root, teacher))
     t = build_teacher(cfg.model.teacher)

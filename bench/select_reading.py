@@ -35,10 +35,10 @@ import numpy as np
 import torch
 
 from masf.config import build_config
-from masf.evaluation import composite
+from masf.trial.evaluation import composite
 from masf.method.model import build_detector
-from masf.trainer import Trainer
-from masf.trial import build_datasets, cached_teacher
+from masf.trial.trainer import Trainer
+from masf.trial.run import build_datasets, cached_teacher
 
 # training-shaping options, cumulative: each rung adds one reading to the one before
 LADDER = [

@@ -2,7 +2,7 @@
 
 Rows are category x variant; for each selection (last, best_on_val, best_on_test) the
 image AUROC, pixel AUROC and PRO as mean ± std over the finished seeds, in %, from the
-same numbers the leaderboard shows (``masf.leaderboard.category_numbers``).
+same numbers the leaderboard shows (``masf.report.leaderboard.category_numbers``).
 
     python -m bench.selection_table --experiment EXP [--sweep all] [--tracking-uri URI] [--out table.md]
 """
@@ -14,8 +14,8 @@ import math
 from pathlib import Path
 
 from bench.report import emit
-from masf import leaderboard as lb
-from masf.board_store import load_frame
+from masf.report import leaderboard as lb
+from masf.report.store import load_frame
 from masf.runner.tracking import default_tracking_uri
 
 METRICS = ("image_auroc", "pixel_auroc", "pro")

@@ -33,7 +33,7 @@ from sklearn.metrics import roc_auc_score
 from masf.config import TeacherConfig
 from masf.data import MVTEC_CATEGORIES
 from masf.data.synth import generate_dataset
-from masf.teacher import Teacher, build_teacher
+from masf.method.teacher import Teacher, build_teacher
 
 
 def load(folder: Path, size: int) -> tuple[np.ndarray, list[Path]]:

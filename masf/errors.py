@@ -5,6 +5,10 @@ class MasfError(Exception):
     """Base class; the CLI prints these as one red line and exits 1."""
 
 
+class ConfigError(MasfError, ValueError):
+    """A configuration problem; the message names the key or file at fault."""
+
+
 class DataError(MasfError):
     """A dataset problem (missing file, bad mask, unknown category, ...)."""
 
@@ -19,3 +23,11 @@ class MetricsError(MasfError, ValueError):
 
 class TrainingError(MasfError):
     """A trial cannot produce honest metrics (e.g. every batch was skipped)."""
+
+
+TIMED_OUT = "timed out"  # every reason the sweep's watchdog gives for stopping a trial starts with it: "timed out: ..."
+
+
+def is_timeout(error: str) -> bool:
+    """Whether a trial's error is the watchdog's reason for stopping it (masf/runner/watchdog.py)."""
+    return str(error).startswith(f"{TIMED_OUT}:")

@@ -29,7 +29,7 @@ OPERATIONAL_KEYS = frozenset({
     "train.threads", "train.device", "data.num_workers", "data.eval_batch_size", "model.samb.device",
     "eval.figures", "eval.heatmap_images", "eval.timing_images",
     "train.wall_limit_s", "train.stall_limit_s", "train.inject_hang_epoch",
-    "data.dataset",  # a label of the data (masf/paper.py), not of what is computed
+    "data.dataset",  # a label of the data (masf/report/paper.py), not of what is computed
 })
 
 
@@ -39,7 +39,7 @@ def _digest(obj: Any, n: int = 16) -> str:
 
 def variant_definition(name: str) -> Any:
     """The registered switches of variant ``name`` (None for an unregistered name)."""
-    from masf.variants import UnknownVariantError, get_variant
+    from masf.config.variants import UnknownVariantError, get_variant
 
     try:
         v = get_variant(name)

@@ -4,10 +4,10 @@ import os
 from pathlib import Path
 
 RESULT = "result.json"  # the flat result row
-STATS_FILE = "test_stats.npz"  # per-image test records of each epoch selection (masf/stats.py)
+STATS_FILE = "test_stats.npz"  # per-image test records of each epoch selection (masf/records.py)
 # what the tracker logs of a finished trial (beside its checkpoint): the row, config, history, per-image record, figures
 TRIAL_FILES = (RESULT, "config.yaml", "history.json", STATS_FILE, "figures")
-FEATURES_DIR = "feature-cache"  # the sweep's teacher-feature cache (masf/features.py), under its storage folder
+FEATURES_DIR = "feature-cache"  # the sweep's teacher-feature cache (masf/method/feature_cache.py), under its storage folder
 
 
 def cache_dir() -> Path:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from masf.config import build_config
 from masf.errors import MasfError, WeightsError
-from masf.teacher import build_teacher
+from masf.method.teacher import build_teacher
 from masf.trial import run_trial
 from services import cli, free_port
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from masf.config import build_config
 from masf.method.model import build_detector
 from masf.method.patchcore import aggregate
-from masf.teacher import build_teacher
+from masf.method.teacher import build_teacher
 
 TINY = {"model.teacher.name": "resnet18", "model.teacher.weights": "none"}
 

@@ -6,15 +6,16 @@ import pytest
 import torch
 import yaml
 
-from masf import leaderboard as lb
-from masf import resources, variants
+from masf.report import leaderboard as lb
+from masf import resources
+from masf.config import variants
 from masf.config import ConfigError, build_config, preset_path
 from masf.fingerprint import code_fingerprint, config_fingerprint, source_fingerprint, variant_fingerprint
 from masf.method.model import MASF
 from masf.runner import plan
-from masf.teacher import build_teacher
-from masf.trainer import CheckpointMismatch, Trainer
-from masf.trial import build_datasets, run_trial
+from masf.method.teacher import build_teacher
+from masf.trial.trainer import CheckpointMismatch, Trainer
+from masf.trial.run import build_datasets, run_trial
 
 
 def test_config_fingerprint_sees_what_is_computed_not_how_fast():

@@ -13,11 +13,11 @@ import pytest
 from rich.table import Table
 from typer.testing import CliRunner
 
-from masf import board_store
-from masf import leaderboard as lb
+from masf.report import store as board_store
+from masf.report import leaderboard as lb
 from masf.cli.main import app
 from masf.fingerprint import variant_fingerprint
-from masf.readings import DEFAULT_READING
+from masf.config.readings import DEFAULT_READING
 
 # image AUROC of each finished trial (seed 0, seed 1); "F" = failed, None = never started
 PLAN = {
@@ -206,7 +206,7 @@ def test_formats(df):
 
 
 def test_category_bars_png(df, tmp_path: Path):
-    from masf.board_figures import category_bars
+    from masf.report.figures import category_bars
 
     path = category_bars(df, tmp_path / "figs" / "bars.png", "best_on_test", "pro")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
@@ -232,10 +232,10 @@ def test_cli_rejects_bad_options_in_one_line(tmp_path: Path):
 
 
 def _record_file(folder: Path, key: str, shift: float) -> str:
-    """A per-image test record (masf/stats.py) of 12 images, the defective ones scored ``shift`` higher."""
+    """A per-image test record (masf/records.py) of 12 images, the defective ones scored ``shift`` higher."""
     import numpy as np
 
-    from masf.stats import save_statistics, test_statistics
+    from masf.records import save_statistics, test_statistics
 
     rng = np.random.default_rng(len(key))
     labels = np.array([0] * 6 + [1] * 6)

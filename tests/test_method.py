@@ -16,7 +16,7 @@ from masf.method.samb import SAMB, SpectralAnchor
 from masf.method.sdm import SDM, low_pass_mask
 from masf.method.ttsa import phase_noise, phase_views
 from masf.method.ughf import UGHF
-from masf.teacher import build_teacher
+from masf.method.teacher import build_teacher
 
 
 def test_sdm_bands_sum_to_input():
@@ -211,7 +211,7 @@ def test_test_time_masks_are_seeded_per_image_not_per_batch(ttsa):
 
 def test_the_test_scoring_keeps_the_heatmap_rows_as_a_rescoring_gives_them():
     """The heatmap figure takes its per-scale maps from the test scoring: the same maps scoring those images again gives."""
-    from masf.evaluation import heatmap_indices, score_split
+    from masf.trial.evaluation import heatmap_indices, score_split
 
     m = _model("full")
     m.build_banks([torch.randn(2, 3, 32, 32)])

@@ -1,4 +1,4 @@
-"""The readings of the paper (masf/readings.py) and the pieces of the masked-reconstruction reading."""
+"""The readings of the paper (masf/config/readings.py) and the pieces of the masked-reconstruction reading."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from masf.method.fft import fft2
 from masf.method.model import MASF
 from masf.method.ttsa import phase_noise, phase_views
 from masf.method.ughf import UGHF
-from masf.readings import DEFAULT_READING, READING_KEYS, READINGS, reading_of
-from masf.teacher import build_teacher
+from masf.config.readings import DEFAULT_READING, READING_KEYS, READINGS, reading_of
+from masf.method.teacher import build_teacher
 
 
 def _tiny_model(reading: str, **extra) -> MASF:

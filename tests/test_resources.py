@@ -13,7 +13,7 @@ import pytest
 
 from masf import resources
 from masf.config import list_presets
-from masf.variants import list_variants
+from masf.config.variants import list_variants
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ from masf.config import list_presets
 from masf.resources import DATA_PACKAGES
 from masf.fingerprint import code_fingerprint
 from masf.runner.plan import known_suites
-from masf.variants import list_variants
+from masf.config.variants import list_variants
 print(json.dumps({"variants": list_variants(), "presets": list_presets(), "suites": list(known_suites()),
                   "code": code_fingerprint(), "data_packages_imported": sorted(set(DATA_PACKAGES) & set(sys.modules)),
                   "top_level": sorted({m.split(".")[0] for m in sys.modules} & {"ablations", "bench"})}))

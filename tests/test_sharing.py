@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from masf.config import build_config
-from masf.features import FeatureCache
+from masf.method.feature_cache import FeatureCache
 from masf.fingerprint import config_fingerprint
 from masf.method.model import MASF, build_detector
-from masf.sharing import plan_groups, scoring_only, training_fingerprint, training_part
-from masf.trainer import CHECKPOINT, Trainer
-from masf.trial import build_datasets, cached_teacher, run_group, run_trial
-from masf.variants import get_variant, list_variants
+from masf.trial.sharing import plan_groups, scoring_only, training_fingerprint, training_part
+from masf.trial.trainer import CHECKPOINT, Trainer
+from masf.trial.run import build_datasets, cached_teacher, run_group, run_trial
+from masf.config.variants import get_variant, list_variants
 
 SCORED = ("last/", "best_on_val/", "best_on_test/", "val/", "student_only/", "val/student_only/")
 GROUP = ["full", "no_ttsa", "no_samb", "bank_only"]
@@ -124,7 +124,7 @@ def test_a_full_cache_stops_writing_and_changes_nothing(synth_root, tiny, tmp_pa
 
 
 def test_a_group_checkpoint_belongs_to_its_training(synth_root, tiny, tmp_path):
-    from masf.trainer import CheckpointMismatch
+    from masf.trial.trainer import CheckpointMismatch
 
     one = {**tiny(synth_root), "train.epochs": 1, "eval.timing_images": 0}
     lead = build_config(None, one)

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from masf import leaderboard as lb
-from masf import paper
-from masf import stats as st
+from masf.report import leaderboard as lb
+from masf.report import paper
+from masf import records
+from masf.report import intervals
 from masf.fingerprint import variant_fingerprint
-from masf.memory import PeakMemory
+from masf.trial.memory import PeakMemory
 from masf.metrics import IOU_THRESHOLDS, MAD_TERMS, compute_metrics, mad, pixel_iou_max
-from masf.readings import DEFAULT_READING
+from masf.config.readings import DEFAULT_READING
 
 PAPER_TEXT = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_4305ed01614c4c02.txt"
 
@@ -25,17 +26,17 @@ PAPER_TEXT = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_4305
 
 def test_t_interval_matches_a_hand_computed_case():
     # d = 1, 2, 4: mean 7/3, sample sd sqrt(7/3), t(0.975, 2) = 4.302653 (tables); half = t * sd / sqrt(3)
-    mean, low, high = st.t_interval([1.0, 2.0, 4.0])
+    mean, low, high = intervals.t_interval([1.0, 2.0, 4.0])
     half = 4.302653 * math.sqrt(7.0 / 3.0) / math.sqrt(3.0)
     assert mean == pytest.approx(7.0 / 3.0)
     assert (low, high) == (pytest.approx(7.0 / 3.0 - half, abs=1e-5), pytest.approx(7.0 / 3.0 + half, abs=1e-5))
-    assert math.isnan(st.t_interval([1.5])[1]) and st.t_interval([1.5])[0] == 1.5  # one difference: no interval
-    assert st.excludes_zero(0.1, 2.0) and st.excludes_zero(-2.0, -0.1) and not st.excludes_zero(-0.1, 2.0)
-    assert not st.excludes_zero(math.nan, 1.0)
+    assert math.isnan(intervals.t_interval([1.5])[1]) and intervals.t_interval([1.5])[0] == 1.5  # one difference: no interval
+    assert intervals.excludes_zero(0.1, 2.0) and intervals.excludes_zero(-2.0, -0.1) and not intervals.excludes_zero(-0.1, 2.0)
+    assert not intervals.excludes_zero(math.nan, 1.0)
 
 
 def _record(scores, labels, maps, masks):
-    return st.test_statistics(np.asarray(scores, float), np.asarray(labels), np.asarray(maps, float), np.asarray(masks, float),
+    return records.test_statistics(np.asarray(scores, float), np.asarray(labels), np.asarray(maps, float), np.asarray(masks, float),
                               images=[f"i{k}.png" for k in range(len(labels))])
 
 
@@ -48,13 +49,13 @@ def test_paired_bootstrap_matches_the_enumerated_distribution():
     masks[1:, 1:3, 1:3] = 1
     maps = np.random.default_rng(0).random((3, 4, 4)) + masks
     a, b = _record([0.5, 0.9, 0.1], labels, maps, masks), _record([0.5, 0.9, 0.9], labels, maps, masks)
-    w = st.bootstrap_weights(a["label"], draws=4000, seed=1)
+    w = intervals.bootstrap_weights(a["label"], draws=4000, seed=1)
     assert (w[:, 0] == 1).all() and (w.sum(axis=1) == 3).all()  # the good image is drawn alone, once
     assert np.mean(w[:, 1] == 1) == pytest.approx(0.5, abs=0.03)  # {a, b}
     exact_a = compute_metrics([0.5, 0.9, 0.1], labels, maps, masks)
     exact_b = compute_metrics([0.5, 0.9, 0.9], labels, maps, masks)
     assert exact_a["image_auroc"] == 0.5 and exact_b["image_auroc"] == 1.0
-    d, low, high = st.paired_bootstrap([(a, b, exact_a, exact_b)], ["image_auroc"], draws=4000)["image_auroc"]
+    d, low, high = intervals.paired_bootstrap([(a, b, exact_a, exact_b)], ["image_auroc"], draws=4000)["image_auroc"]
     assert (d, low, high) == (-0.5, -1.0, 0.0)  # 25 % of the mass at -1 and at 0: the 2.5 / 97.5 % quantiles
 
 
@@ -69,7 +70,7 @@ def test_records_recompute_the_exact_metrics():
     maps = rng.normal(size=(n, size, size)) + 1.5 * masks
     scores = maps.max(axis=(1, 2)) + 0.5 * labels * rng.random(n)
     exact = compute_metrics(scores, labels, maps, masks)
-    again = st.metrics_from_statistics(_record(scores, labels, maps, masks))
+    again = records.metrics_from_statistics(_record(scores, labels, maps, masks))
     for key in ("image_auroc", "image_ap", "image_f1_max", "pixel_iou_max"):  # image level and IoU counts: exact
         assert again[key][0] == pytest.approx(exact[key], abs=1e-9), key
     for key in ("pixel_auroc", "pixel_ap", "pixel_f1_max", "pro", "mad"):  # pixel scores resolved to 512 bins
@@ -81,8 +82,8 @@ def test_records_of_other_images_do_not_pair():
     masks[1, 1, 1] = 1
     a = _record([0.1, 0.9], [0, 1], masks, masks)
     b = dict(a, images=np.asarray(["x.png", "y.png"]))
-    with pytest.raises(st.StatsError, match="not scored on the same test images"):
-        st.check_pair(a, b, "bottle")
+    with pytest.raises(records.StatsError, match="not scored on the same test images"):
+        records.check_pair(a, b, "bottle")
 
 
 def test_leaderboard_bootstrap_with_one_seed_uses_the_records():
@@ -179,7 +180,7 @@ def test_the_table_shows_the_papers_figures_only_for_declared_mvtec_ad():
     df = lb.runs_frame(runs)
     table = lb.category_table(df, "full", paper=True)
     for cat in ("bottle", "cable"):
-        for m, value in zip(paper.PAPER_METRICS, paper.TABLE_3[cat]):  # read from the one place, masf/paper.py
+        for m, value in zip(paper.PAPER_METRICS, paper.TABLE_3[cat]):  # read from the one place, masf/report/paper.py
             assert table.loc[cat, f"{lb.METRICS[m]} reported"] == f"{value:.2f}"
             assert table.loc[cat, f"Δ {lb.METRICS[m]} vs reported"] == f"{90.0 - value:+.2f}"
         assert table.loc[cat, "reported in"] == "Table 3"
@@ -237,7 +238,7 @@ def test_the_paper_command_prints_the_figures_from_the_one_place():
 def test_vectorised_pro_area_equals_the_scalar_one():
     """The bootstrap's PRO area over many curves at once equals metrics._area_to_limit on each, cut or not."""
     from masf.metrics import _area_to_limit
-    from masf.stats import _areas_to_limit
+    from masf.records import _areas_to_limit
 
     rng = np.random.default_rng(0)
     for trial in range(60):
@@ -266,14 +267,14 @@ def test_the_bootstrap_in_threads_gives_the_numbers_of_one_thread(monkeypatch):
             recs.append((_record(scores, labels, maps, masks), compute_metrics(scores, labels, maps, masks)))
         pairs.append((recs[1][0], recs[0][0], recs[1][1], recs[0][1]))
     keys = ["image_auroc", "pixel_auroc", "pro", "image_ap"]
-    st._DRAWN.clear()
-    threaded = st.paired_bootstrap(pairs, keys, draws=500)
-    assert len(st._DRAWN) == 3  # a pair's draws, kept for the next selection of the same records
+    intervals._DRAWN.clear()
+    threaded = intervals.paired_bootstrap(pairs, keys, draws=500)
+    assert len(intervals._DRAWN) == 3  # a pair's draws, kept for the next selection of the same records
     from concurrent.futures import ThreadPoolExecutor
 
-    monkeypatch.setattr(st, "ThreadPoolExecutor", lambda max_workers: ThreadPoolExecutor(max_workers=1))
-    st._DRAWN.clear()
-    assert st.paired_bootstrap(pairs, keys, draws=500) == threaded
+    monkeypatch.setattr(intervals, "ThreadPoolExecutor", lambda max_workers: ThreadPoolExecutor(max_workers=1))
+    intervals._DRAWN.clear()
+    assert intervals.paired_bootstrap(pairs, keys, draws=500) == threaded
 
 
 def test_records_alike_share_their_draws_and_others_do_not():
@@ -286,9 +287,9 @@ def test_records_alike_share_their_draws_and_others_do_not():
     rec, exact = _record(scores, labels, maps, masks), compute_metrics(scores, labels, maps, masks)
     alike = {k: np.copy(v) for k, v in rec.items()}  # another selection's copy of the same record
     other = _record(scores[::-1].copy(), labels, maps, masks)
-    assert st.record_digest(rec) == st.record_digest(alike) != st.record_digest(other)
-    st._DRAWN.clear()
-    first = st.paired_bootstrap([(rec, other, exact, exact)], ["image_auroc"], draws=300)
-    assert st.paired_bootstrap([(alike, other, exact, exact)], ["image_auroc"], draws=300) == first and len(st._DRAWN) == 1
-    st.paired_bootstrap([(other, rec, exact, exact)], ["image_auroc"], draws=300)
-    assert len(st._DRAWN) == 2
+    assert records.record_digest(rec) == records.record_digest(alike) != records.record_digest(other)
+    intervals._DRAWN.clear()
+    first = intervals.paired_bootstrap([(rec, other, exact, exact)], ["image_auroc"], draws=300)
+    assert intervals.paired_bootstrap([(alike, other, exact, exact)], ["image_auroc"], draws=300) == first and len(intervals._DRAWN) == 1
+    intervals.paired_bootstrap([(other, rec, exact, exact)], ["image_auroc"], draws=300)
+    assert len(intervals._DRAWN) == 2

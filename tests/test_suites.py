@@ -9,7 +9,7 @@ from masf import resources
 from masf.config import preset_path
 from masf.errors import MasfError
 from masf.runner.plan import known_suites, load_suite
-from masf.variants import get_variant
+from masf.config.variants import get_variant
 
 SUITES = list(known_suites())
 

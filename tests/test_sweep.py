@@ -90,7 +90,7 @@ def test_killed_driver_resumes_without_reruns(synth_root, tmp_path):
 
     resumed = cli(*args, "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    # full and no_ttsa of a category are one training group (masf/sharing.py): one Ray trial, two results
+    # full and no_ttsa of a category are one training group (masf/trial/sharing.py): one Ray trial, two results
     for key in finished_before:  # finished trials are not rerun: reported as done before, never started again
         assert f"{key}: started" not in resumed.stdout
         assert f"{key}: already finished" in resumed.stdout or f"{key}: finished before the stop" in resumed.stdout

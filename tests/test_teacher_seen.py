@@ -1,4 +1,4 @@
-"""The teacher markers (masf/teacher_seen.py): a sweep's driver builds a teacher only when it has not built
+"""The teacher markers (masf/method/teacher_seen.py): a sweep's driver builds a teacher only when it has not built
 from the same weights on this machine; anything its build depends on changes the marker."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import os
 import pytest
 import torch
 
-from masf import teacher_seen
+from masf.method import teacher_seen
 from masf.config import build_config
 from masf.runner.plan import check_teacher
-from masf.teacher import build_teacher
+from masf.method.teacher import build_teacher
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ from masf.config import build_config
 from masf.errors import TrainingError
 from masf.method.model import MASF
 from masf.metrics import SELECTION_METRICS
-from masf.teacher import build_teacher
-from masf.trainer import CHECKPOINT, Trainer, lr_factor
-from masf.trial import build_datasets, run_trial
+from masf.method.teacher import build_teacher
+from masf.trial.trainer import CHECKPOINT, Trainer, lr_factor
+from masf.trial.run import build_datasets, run_trial
 
 
 class PoisonedMASF(MASF):
@@ -73,8 +73,8 @@ def test_loss_falls_and_metrics_in_range(synth_root, tiny, tmp_path):
     assert evaluated == [3, 6] and outcome.best_epoch in evaluated and outcome.best_val_epoch in evaluated
     assert set(outcome.best_on_val) == set(SELECTION_METRICS) and all(0.0 <= v <= 1.0 for v in outcome.best_on_val.values())
     assert all(0.0 <= h["val/composite"] <= 1.0 for h in outcome.history if "composite" in h)
-    # each selection keeps the per-image record of its epoch's test scoring (masf/stats.py); it recomputes its metrics
-    from masf.stats import metrics_from_statistics
+    # each selection keeps the per-image record of its epoch's test scoring (masf/records.py); it recomputes its metrics
+    from masf.records import metrics_from_statistics
 
     assert set(outcome.test_stats) == {"last", "best_on_val", "best_on_test"}
     again = metrics_from_statistics(outcome.test_stats["last"])

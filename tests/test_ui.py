@@ -28,7 +28,7 @@ def _trial(tracker: Tracker, key: str, auroc: float) -> None:
 
 
 def test_the_view_shows_the_leaderboards_metrics():
-    from masf.leaderboard import DEFAULT_METRICS
+    from masf.report.leaderboard import DEFAULT_METRICS
 
     assert VIEW_METRICS == DEFAULT_METRICS
 

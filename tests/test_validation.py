@@ -15,9 +15,9 @@ from masf.data.synth import MASK_THRESHOLD
 from masf.errors import DataError
 from masf.method.model import MASF
 from masf.metrics import f1_at, f1_threshold
-from masf.teacher import build_teacher
-from masf.trainer import Trainer
-from masf.trial import build_datasets
+from masf.method.teacher import build_teacher
+from masf.trial.trainer import Trainer
+from masf.trial.run import build_datasets
 
 
 def _paths(ds) -> list[str]:

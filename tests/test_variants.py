@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from masf import resources, variants
+from masf import resources
+from masf.config import variants
 from masf.config import Config, build_config
 from masf.method.model import MASF
-from masf.teacher import build_teacher
-from masf.variants import VariantError, get_variant, list_variants, read_variants
+from masf.method.teacher import build_teacher
+from masf.config.variants import VariantError, get_variant, list_variants, read_variants
 
 TINY = {"model.teacher.name": "resnet18", "model.teacher.weights": "none", "model.ttsa.views": 2}
 

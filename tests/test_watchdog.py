@@ -19,13 +19,14 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from masf import leaderboard as lb
+from masf.report import leaderboard as lb
 from masf.cli.main import app
 from masf.fingerprint import variant_fingerprint
-from masf.readings import DEFAULT_READING
+from masf.config.readings import DEFAULT_READING
 from masf.runner.progress import SweepProgress
 from masf.runner.tracking import load_trial_runs
-from masf.runner.watchdog import Attempt, Limits, Watchdog, is_timeout, over_limit, overdue
+from masf.errors import is_timeout
+from masf.runner.watchdog import Attempt, Limits, Watchdog, over_limit, overdue
 
 KEY = "bottle/full/seed0"
 SMOKE = ["--preset", "smoke", "--categories", "bottle", "--set", "eval.figures=false"]  # figures: time, not what is tested

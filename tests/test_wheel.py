@@ -24,7 +24,7 @@ sys.meta_path[:] = [f for f in sys.meta_path if "Editable" not in getattr(f, "__
 import masf
 from masf import resources
 from masf.fingerprint import code_fingerprint
-from masf.variants import list_variants
+from masf.config.variants import list_variants
 print(json.dumps({"masf": masf.__file__, "variants_file": str(resources.variants_file()),
                   "presets": {k: str(v) for k, v in resources.presets().items()}, "variants": list_variants(),
                   "code": code_fingerprint()}))

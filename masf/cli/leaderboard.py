@@ -23,8 +23,8 @@ def leaderboard(
     paper: bool = typer.Option(False, "--paper", help="Show the MASF paper's reported figures beside (its Tables 1, 3, 4), for runs whose data was declared MVTec AD (run --dataset mvtec_ad)."),
 ) -> None:
     """Per-category table of a variant and, with several variants, the ablation table with paired 95 % intervals (values in %)."""
-    from masf import board_figures as bf
-    from masf import leaderboard as lb  # pandas and matplotlib load here, not for --help
+    from masf.report import figures as bf
+    from masf.report import leaderboard as lb  # pandas and matplotlib load here, not for --help
     from masf.runner.tracking import default_tracking_uri
 
     lb.check_choice(selection, list(lb.SELECTIONS), "--selection")
@@ -51,8 +51,8 @@ def build_tables(uri: str, experiment: str, sweep: Optional[str], variant: str, 
                  wanted: list[str], reference: str = "full", paper: bool = False, paired: Optional[str] = None):
     """(frame, records, [(table, title)]) of the sweep's runs: the tables named in ``wanted``; the per-category
     table of ``variant``, the paired one of ``paired`` (default: ``variant``) against ``reference``."""
-    from masf import leaderboard as lb
-    from masf.board_store import MlflowRecords, load_frame
+    from masf.report import leaderboard as lb
+    from masf.report.store import MlflowRecords, load_frame
 
     df = load_frame(uri, experiment, sweep)
     records = MlflowRecords(uri)
@@ -68,14 +68,14 @@ def build_tables(uri: str, experiment: str, sweep: Optional[str], variant: str, 
             raise lb.LeaderboardError(f"--tables paired: --variant {paired} is the reference; pick another variant")
         tables.append((lb.paired_category_table(df, paired, selection, reference, columns, records), lb.paired_title(paired, selection, reference)))
     if "efficiency" in wanted:
-        from masf.efficiency import EFFICIENCY_TITLE, efficiency_table
+        from masf.report.efficiency import EFFICIENCY_TITLE, efficiency_table
 
         tables.append((efficiency_table(df), EFFICIENCY_TITLE))
     return df, records, tables
 
 
 def print_tables(tables: list, fmt: str = "table") -> None:
-    from masf import leaderboard as lb
+    from masf.report import leaderboard as lb
 
     console = Console(highlight=False)
     for i, (table, title) in enumerate(tables):
@@ -96,7 +96,7 @@ def side_by_side(df, variants: list[str], metrics: tuple[str, ...] = ("image_aur
     """Per category, each metric's value for every variant next to each other (last epoch, %, mean over seeds)."""
     import pandas as pd
 
-    from masf import leaderboard as lb
+    from masf.report import leaderboard as lb
 
     numbers = {v: lb.category_numbers(df, v, "last") for v in variants}
     table = pd.DataFrame({f"{lb.METRICS[m]} {v}": numbers[v][f"{m}_mean"].map(lambda x: f"{x:.2f}" if x == x else "—") for m in metrics for v in variants})
@@ -109,8 +109,8 @@ def side_by_side(df, variants: list[str], metrics: tuple[str, ...] = ("image_aur
 def sweep_tables(uri: str, experiment: str, sweep: str, variants: list[str], frame=None) -> None:
     """What ``masf-bench run`` ends with: per category, the headline metrics of every variant side by side.
     ``frame``: the sweep's rows as its leaderboard read them (else read from the store)."""
-    from masf import leaderboard as lb
-    from masf.board_store import load_frame
+    from masf.report import leaderboard as lb
+    from masf.report.store import load_frame
 
     df = frame if frame is not None else load_frame(uri, experiment, sweep)
     planned = [v for v in variants if v in set(lb.variants_in(df))]

@@ -35,7 +35,7 @@ app.command(help="Paper-style tables from the MLflow runs: per category and per 
 @app.command()
 def variants() -> None:
     """List the registered ablation variants and what each switches off."""
-    from masf.variants import get_variant, list_variants
+    from masf.config.variants import get_variant, list_variants
 
     console = Console(highlight=False)
     for name in list_variants():
@@ -47,8 +47,8 @@ def variants() -> None:
 
 @app.command()
 def paper() -> None:
-    """Print the MASF paper's reported figures (its Tables 1, 3 and 4, masf/paper.py) as markdown."""
-    from masf.paper import markdown
+    """Print the MASF paper's reported figures (its Tables 1, 3 and 4, masf/report/paper.py) as markdown."""
+    from masf.report.paper import markdown
 
     typer.echo(markdown(), nl=False)
 

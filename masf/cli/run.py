@@ -47,7 +47,7 @@ def run(
     share: bool = typer.Option(
         True, "--share/--no-share",
         help="Variants that differ only in how they score (no_ttsa, no_samb, bank_only beside full) share one "
-             "training and are scored from it (masf/sharing.py); --no-share trains each trial alone."),
+             "training and are scored from it (masf/trial/sharing.py); --no-share trains each trial alone."),
     feature_cache_gb: float = typer.Option(
         20.0, "--feature-cache-gb",
         help="Keep the teacher's features in STORAGE/feature-cache up to this size, for every trial of the sweep (0: in memory only, per trial)."),

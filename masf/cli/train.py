@@ -101,7 +101,7 @@ def train(
             if not interactive:
                 console.print(f"epoch {record['epoch']}: {info}")
 
-        from masf.features import FeatureCache
+        from masf.method.feature_cache import FeatureCache
 
         cache = FeatureCache(root=feature_cache.expanduser().resolve() if feature_cache else None)
         row = run_trial(cfg, out, on_epoch=on_epoch, on_batch=on_batch, resume=resume, feature_cache=cache)

@@ -29,13 +29,13 @@ from masf.method.amfd import (
     spatial_patch_mask,
     views,
 )
-from masf.features import tensor_digest
+from masf.method.feature_cache import tensor_digest
 from masf.method.samb import SAMB
 from masf.method.scores import Scores, gaussian_blur
 from masf.method.sdm import SDM
 from masf.method.ttsa import phase_noise, phase_views
 from masf.method.ughf import UGHF
-from masf.teacher import Teacher
+from masf.method.teacher import Teacher
 
 
 def image_seeds(x: torch.Tensor, seed: int) -> list[int]:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from masf.config import PaDiMConfig
 from masf.method.patchcore import aggregate
 from masf.method.scores import Scores, TrainingFree, gaussian_blur
-from masf.teacher import Teacher
+from masf.method.teacher import Teacher
 
 
 class PaDiM(TrainingFree):

@@ -24,7 +24,7 @@ from masf.config import PatchCoreConfig
 from masf.method.coreset import coreset_subsample
 from masf.method.memory_bank import MemoryBank
 from masf.method.scores import Scores, TrainingFree, gaussian_blur
-from masf.teacher import Teacher
+from masf.method.teacher import Teacher
 
 
 def aggregate(maps: list[torch.Tensor], local: int, mode: str = "bilinear") -> torch.Tensor:

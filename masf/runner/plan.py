@@ -26,7 +26,7 @@ from masf.data.folders import category_dir, check_category_name, list_categories
 from masf.errors import DataError, MasfError
 from masf.layout import cache_dir
 from masf.fingerprint import config_fingerprint
-from masf.variants import get_variant, list_variants
+from masf.config.variants import get_variant, list_variants
 
 SYNTH_VERSION = 1  # bump when the generator's output changes
 SYNTH_ARGS = {"seed": 0, "size": 128, "n_train": 20, "n_test": 20}
@@ -113,13 +113,13 @@ def resolve_variants(variants: Optional[Sequence[str]], ablations: bool) -> list
 
 def check_teacher(cfg: Config) -> bool:
     """An unknown backbone or missing weights fail before any trial: the teacher is built once in the
-    driver, unless it built before on this machine from the same weights (masf/teacher_seen.py), which
+    driver, unless it built before on this machine from the same weights (masf/method/teacher_seen.py), which
     spares the driver torch, timm and the weights. Returns whether it was built."""
-    from masf.teacher_seen import seen
+    from masf.method.teacher_seen import seen
 
     if seen(cfg.model.teacher):
         return False
-    from masf.teacher import build_teacher
+    from masf.method.teacher import build_teacher
 
     build_teacher(cfg.model.teacher)
     return True

@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from masf.runner.watchdog import TIMED_OUT, is_timeout
+from masf.errors import TIMED_OUT, is_timeout
 
 _IMPORTED = time.time()
 

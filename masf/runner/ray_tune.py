@@ -121,7 +121,7 @@ def shutdown() -> None:
 
 def warm_worker() -> None:
     """Ray worker setup hook: import what a trial needs (torch, timm, the method, the metrics)."""
-    import masf.trial  # noqa: F401
+    import masf.trial.run  # noqa: F401
 
 
 def node_info() -> dict[str, str]:
@@ -150,15 +150,15 @@ def _report(metrics: dict[str, Any], files: dict[str, Path], mark: dict[str, Any
 
 def _take_checkpoint(source: str | Path, work: Path) -> None:
     """Copy the trainer's checkpoint out of a restored Tune checkpoint folder into the trial's work folder."""
-    from masf.trainer import CHECKPOINT
+    from masf.trial.trainer import CHECKPOINT
 
     if (Path(source) / CHECKPOINT).exists():
         shutil.copy2(Path(source) / CHECKPOINT, work / CHECKPOINT)
 
 
 def _feature_cache(spec: dict[str, Any]):
-    """The sweep's teacher-feature cache (masf/features.py) of a trial spec: on disk, or memory only."""
-    from masf.features import FeatureCache
+    """The sweep's teacher-feature cache (masf/method/feature_cache.py) of a trial spec: on disk, or memory only."""
+    from masf.method.feature_cache import FeatureCache
 
     where = spec.get("feature_cache") or {}
     if not where.get("dir"):
@@ -168,10 +168,10 @@ def _feature_cache(spec: dict[str, Any]):
 
 def trainable(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one trial of ``config["trial"]``, or one training group (``members``):
-    one training, a result row per member (masf/sharing.py)."""
+    one training, a result row per member (masf/trial/sharing.py)."""
     from masf.config import config_from_dict
-    from masf.trainer import CHECKPOINT
-    from masf.trial import run_group, run_trial
+    from masf.trial.trainer import CHECKPOINT
+    from masf.trial.run import run_group, run_trial
 
     loaded = time.time()  # torch, timm and the trial code are in this process from here on (the hook loaded them)
     spec = config["trial"]
@@ -361,7 +361,7 @@ def find_checkpoints(experiment_dir: Path) -> dict[str, tuple[int, bool, Path]]:
     """Latest reported checkpoint of each trial key under an experiment folder: key -> (epoch, final, dir).
 
     A training group's checkpoints are found under the group's key; its members' results lie in
-    ``dir/members/KEY`` (masf.trial.member_dir)."""
+    ``dir/members/KEY`` (masf.trial.sharing.member_dir)."""
     latest: dict[str, tuple[int, bool, Path]] = {}
     for mark in experiment_dir.glob(f"*/checkpoint_*/{CHECKPOINT_MARK}"):
         try:

@@ -25,13 +25,13 @@ from masf.errors import MasfError
 from masf.layout import FEATURES_DIR, TRIAL_FILES
 from masf.fingerprint import code_fingerprint, variant_fingerprint
 from masf.metrics import SELECTION_METRICS, SELECTIONS
-from masf.paper import dataset_name
-from masf.readings import reading_of
+from masf.report.paper import dataset_name
+from masf.config.readings import reading_of
 from masf.runner import plan
 from masf.runner.progress import SweepProgress, process_seconds
 from masf.runner.tracking import Tracker, check_reachable, default_tracking_uri
-from masf.runner.watchdog import is_timeout
-from masf.sharing import has_student, member_dir, plan_groups
+from masf.errors import is_timeout
+from masf.trial.sharing import has_student, member_dir, plan_groups
 
 EPOCH_KEYS = ("loss", "lr", "skipped_batches", "skipped_steps", "batches", "epoch_seconds", "eval_seconds",
               "val_eval_seconds", "composite")
@@ -67,7 +67,7 @@ class SweepOptions:
     # None: reuse worker processes on a local Ray (no per-trial start-up), a fresh process per trial
     # on a cluster (each trial's memory, GPU memory included, is released with its process)
     reuse_workers: Optional[bool] = None
-    # trials that differ only in how they score share one training (masf/sharing.py)
+    # trials that differ only in how they score share one training (masf/trial/sharing.py)
     share: bool = True
     # the teacher's features of the sweep's images, kept in STORAGE/feature-cache up to this size (0: in memory only)
     feature_cache_gb: float = 20.0
@@ -91,7 +91,7 @@ class SweepSummary:
     # first_trial (Tune started it), first_trial_code (its worker has the trial code), first_report;
     # and at the close: trials_done, logged, leaderboard, flushed
     startup: dict[str, float] = field(default_factory=dict)
-    frame: Any = field(default=None, repr=False)  # the sweep's trial rows as the leaderboard read them (masf/leaderboard.py)
+    frame: Any = field(default=None, repr=False)  # the sweep's trial rows as the leaderboard read them (masf/report/leaderboard.py)
 
     @property
     def efficiency(self) -> float:
@@ -449,8 +449,8 @@ def finish_sweep(tracker: Tracker, summary: SweepSummary, folder: Path, console:
     mark("logged")
     if not tracker.pending:
         try:
-            from masf.board_figures import FIGURES
-            from masf.board_store import load_frame, write_sweep_leaderboard
+            from masf.report.figures import FIGURES
+            from masf.report.store import load_frame, write_sweep_leaderboard
 
             summary.frame = load_frame(tracker.tracking_uri, tracker.experiment, tracker.sweep)
             paths = write_sweep_leaderboard(tracker.tracking_uri, tracker.experiment, folder, sweep=tracker.sweep, frame=summary.frame)

@@ -43,7 +43,7 @@ NOTE_TAG = "mlflow.note.content"  # a run's description, rendered as markdown on
 NOTE_LIMIT = 8000  # the longest run tag value MLflow stores
 # a saved view of the runs table, stored as an experiment tag and opened by ?viewStateShareKey=VIEW_ID
 VIEW_ID, VIEW_TAG_PREFIX = "masf-headline", "mlflow.sharedViewState."
-# its metrics: masf.leaderboard.DEFAULT_METRICS, not imported for a sweep's start (slow); tests/test_ui.py keeps them equal
+# its metrics: masf.report.leaderboard.DEFAULT_METRICS, not imported for a sweep's start (slow); tests/test_ui.py keeps them equal
 VIEW_METRICS = ("image_auroc", "pixel_auroc", "pro", "image_ap")
 # MLflow 3's UI takes its GenAI or machine-learning layout from the URL's workflowType (else the browser's last choice)
 UI_QUERY = f"viewStateShareKey={VIEW_ID}&workflowType=machine_learning"

@@ -18,13 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-TIMED_OUT = "timed out"  # every reason starts with it: "timed out: ..."
-
-
-def is_timeout(error: str) -> bool:
-    """Whether a trial's error is the watchdog's reason for stopping it."""
-    return str(error).startswith(f"{TIMED_OUT}:")
-
+from masf.errors import TIMED_OUT
 
 @dataclass(frozen=True)
 class Limits:

@@ -34,18 +34,18 @@ from masf.data.mvtec import MVTecDataset, denormalize, list_samples, split_calib
 from masf.data.pseudo import ValidationSet
 from masf.data.validate import validate_or_raise
 from masf.errors import DataError, MasfError
-from masf.figures import heatmap_grid, roc_figure, score_histogram, training_curves
-from masf.features import FeatureCache
+from masf.trial.figures import heatmap_grid, roc_figure, score_histogram, training_curves
+from masf.method.feature_cache import FeatureCache
 from masf.fingerprint import code_fingerprint, trial_identity, variant_fingerprint
-from masf.memory import PeakMemory
+from masf.trial.memory import PeakMemory
 from masf.metrics import METRIC_KEYS, SELECTION_METRICS
 from masf.method.model import build_detector
-from masf.readings import reading_of
-from masf.sharing import member_dir, training_fingerprint
-from masf.layout import RESULT, STATS_FILE, TRIAL_FILES  # noqa: F401 - TRIAL_FILES re-exported
-from masf.stats import save_statistics
-from masf.teacher import Teacher, build_teacher
-from masf.trainer import CHECKPOINT, EpochCallback, Member, Trainer
+from masf.config.readings import reading_of
+from masf.trial.sharing import member_dir, training_fingerprint
+from masf.layout import RESULT, STATS_FILE
+from masf.records import save_statistics
+from masf.method.teacher import Teacher, build_teacher
+from masf.trial.trainer import CHECKPOINT, EpochCallback, Member, Trainer
 
 
 
@@ -120,7 +120,7 @@ def write_figures(cfg: Config, test: MVTecDataset, outcome: Any, out_dir: Path, 
     fig_dir.mkdir(exist_ok=True)
     final = outcome.final
     name = f"{cfg.data.category} / {cfg.variant} / seed {cfg.train.seed}"
-    idx = list(final.kept)  # the last test scoring kept these images' per-scale maps (masf/evaluation.py)
+    idx = list(final.kept)  # the last test scoring kept these images' per-scale maps (masf/trial/evaluation.py)
     paths = []
     if idx:
         images = np.stack([denormalize(test[i]["image"], mean, std) for i in idx])
@@ -191,7 +191,7 @@ def run_trial(
 ) -> dict[str, Any]:
     """Train and evaluate one trial; return the flat result row (also written to out_dir/result.json).
 
-    ``feature_cache``: where the teacher's features are kept (masf/features.py; None: computed each time).
+    ``feature_cache``: where the teacher's features are kept (masf/method/feature_cache.py; None: computed each time).
     """
     return _run(config, None, Path(out_dir), on_epoch, resume, on_batch, feature_cache)[None]
 
@@ -208,7 +208,7 @@ def run_group(
     lead_key: Optional[str] = None,
 ) -> dict[str, dict[str, Any]]:
     """Train ``lead``'s training part once and score it as each member (trial key, config) says; every
-    member's training part must be the lead's (masf/sharing.py). Each member's row, config, history and
+    member's training part must be the lead's (masf/trial/sharing.py). Each member's row, config, history and
     figures go to out_dir/members/KEY (``member_dir``); returns trial key -> row."""
     fp = training_fingerprint(lead)
     for key, cfg in members:

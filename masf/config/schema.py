@@ -1,7 +1,8 @@
-"""Typed configuration: dataclass defaults <- YAML preset <- ``--set a.b=c`` overrides.
+"""The config schema: typed dataclasses, ``--set a.b=c`` values coerced to their key's type, range checks.
 
 Every number of MASF-SPEC.md is a default here. Unknown keys and values of the
-wrong type raise :class:`ConfigError` naming the dotted key at fault.
+wrong type raise :class:`ConfigError` naming the dotted key at fault. How a config is
+built from a preset, a reading and a variant is ``masf.config.build``.
 """
 
 from __future__ import annotations
@@ -16,17 +17,12 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
-from masf import resources
-from masf.errors import MasfError
+from masf.errors import ConfigError
 
 if typing.TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-class ConfigError(MasfError, ValueError):
-    """A configuration problem; the message names the key or file at fault."""
 
 
 @dataclass
@@ -50,7 +46,7 @@ class DataConfig:
     # reading and method alike, so that every trial selects on the same images
     calibration_share: float = 0.5
     # what the data is, declared by the user: "mvtec_ad" lets the leaderboard show the MASF paper's
-    # reported figures beside these results (masf/paper.py); a label, it changes no computation
+    # reported figures beside these results (masf/report/paper.py); a label, it changes no computation
     dataset: str = ""
 
 
@@ -170,7 +166,7 @@ class PaDiMConfig:
 class ModelConfig:
     # masf: the method; patchcore / padim: the published baselines on the same teacher
     method: Literal["masf", "patchcore", "padim"] = "masf"
-    # how MASF's paper is read where it is ambiguous (masf/readings.py): an overlay of the keys
+    # how MASF's paper is read where it is ambiguous (masf/config/readings.py): an overlay of the keys
     # below, applied before the preset, the variant and --set
     reading: str = "masked"
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -261,7 +257,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -273,7 +269,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, key)
+                return coerce(value, arg, key)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
@@ -285,7 +281,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         (item_tp,) = args[:1] or (Any,)
-        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is Any:
         return value
     if tp is bool:
@@ -310,7 +306,9 @@ REMOVED_KEYS = {
 }
 
 
-def _update(obj: Any, data: dict[str, Any], prefix: str) -> None:
+def overlay(obj: Any, data: dict[str, Any], prefix: str) -> None:
+    """Write the nested mapping ``data`` onto the config ``obj`` (``prefix``: its dotted place), key by key, each value
+    coerced to its key's type; an unknown key or a wrong type is a ConfigError naming the dotted key."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(type(obj))
@@ -323,9 +321,9 @@ def _update(obj: Any, data: dict[str, Any], prefix: str) -> None:
             raise ConfigError(f"unknown config key '{dotted}' (known: {', '.join(sorted(names))})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
-            _update(current, value, dotted + ".")
+            overlay(current, value, dotted + ".")
         else:
-            setattr(obj, key, _coerce(value, hints[key], dotted))
+            setattr(obj, key, coerce(value, hints[key], dotted))
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -356,23 +354,6 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def preset_path(preset: str) -> Union[Path, Traversable]:
-    """A preset by name (bench/presets/NAME.yaml) or a path to a YAML file."""
-    path = Path(preset)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"preset file not found: {path}")
-        return path
-    known = resources.presets()
-    if preset not in known:
-        raise ConfigError(f"unknown preset '{preset}' (known: {', '.join(known)}, or a path to a YAML file)")
-    return known[preset]
-
-
-def list_presets() -> list[str]:
-    return list(resources.presets())
-
-
 def read_yaml(path: Union[Path, Traversable]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -383,53 +364,10 @@ def read_yaml(path: Union[Path, Traversable]) -> dict[str, Any]:
     return data
 
 
-def build_config(
-    preset: Optional[str] = None,
-    overrides: Union[dict[str, Any], list[str], None] = None,
-    variant: Optional[str] = None,
-) -> Config:
-    """Defaults <- reading overlay <- preset YAML <- variant switches <- overrides.
-
-    ``overrides`` is either a dotted-key dict or a list of ``a.b=c`` strings.
-    The variant's switches (ablations/variants.yaml) go before the user's overrides so
-    that a user may still change any number of a variant.
-    """
-    cfg = Config()
-    if isinstance(overrides, list):
-        overrides = dict(parse_override(o) for o in overrides)
-    overrides = dict(overrides or {})
-    data = read_yaml(preset_path(preset)) if preset else {}
-    # the reading overlays the defaults first, so that the preset, the variant and --set still win
-    from masf.readings import reading_switches
-
-    model_data = data.get("model") if isinstance(data.get("model"), dict) else {}
-    reading = overrides.get("model.reading", model_data.get("reading", cfg.model.reading))
-    cfg.model.reading = _coerce(reading, str, "model.reading")
-    _update(cfg, nest(reading_switches(cfg.model.reading)), "")
-    if preset:
-        path = preset_path(preset)
-        try:
-            _update(cfg, data, "")
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-        cfg.preset = data.get("preset", Path(path.name).stem)
-    if "variant" in overrides and variant is None:
-        variant = overrides.pop("variant")
-    if variant is not None:
-        cfg.variant = _coerce(variant, str, "variant")
-    from masf.variants import get_variant  # the registry reads the config schema
-
-    _update(cfg, nest(get_variant(cfg.variant).switches), "")
-    if overrides:
-        _update(cfg, nest(overrides), "")
-    validate(cfg)
-    return cfg
-
-
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Rebuild a resolved config (as written by :meth:`Config.save`)."""
     cfg = Config()
-    _update(cfg, data, "")
+    overlay(cfg, data, "")
     validate(cfg)
     return cfg
 

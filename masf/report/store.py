@@ -1,7 +1,7 @@
 """The leaderboard's side of an MLflow store: the trial rows of an experiment (``load_frame``, with the
 trials its sweeps planned), the trials' per-image records (``MlflowRecords``), and a sweep's leaderboard
 files (``markdown_report``, ``write_sweep_leaderboard``). The tables and their numbers are in
-masf/leaderboard.py, the figures in masf/board_figures.py, the costs in masf/efficiency.py."""
+masf/report/leaderboard.py, the figures in masf/report/figures.py, the costs in masf/report/efficiency.py."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from masf import stats as st
-from masf.leaderboard import (DEFAULT_METRICS, SELECTIONS, LeaderboardError, RecordSource, Trial, ablation_table, ablation_title,
+from masf import records
+from masf.report.leaderboard import (DEFAULT_METRICS, SELECTIONS, LeaderboardError, RecordSource, Trial, ablation_table, ablation_title,
                               base_variant, category_table, category_title, declared_mvtec, format_table, label_suffix,
                               paired_category_table, paired_title, pick_sweeps, planned_from_params, runs_frame, variants_in)
 
 
 class MlflowRecords:
-    """The per-image test records of runs (``test_stats.npz`` artifacts, masf/stats.py), fetched on first use and kept."""
+    """The per-image test records of runs (``test_stats.npz`` artifacts, masf/records.py), fetched on first use and kept."""
 
     def __init__(self, tracking_uri: str):
         self.tracking_uri = tracking_uri
@@ -30,7 +30,7 @@ class MlflowRecords:
             from masf.runner.tracking import read_artifact
 
             # a run logged before records were kept, or without them, has none: no bootstrap for it
-            self._files[run_id] = read_artifact(self.tracking_uri, run_id, st.STATS_FILE, st.load_statistics)
+            self._files[run_id] = read_artifact(self.tracking_uri, run_id, records.STATS_FILE, records.load_statistics)
         found = self._files[run_id]
         return found.get(selection) if found else None
 
@@ -55,7 +55,7 @@ def markdown_report(df: pd.DataFrame, records: Optional[RecordSource] = None, me
                 if base_variant(v) != "full" and ("full" + label_suffix(v)) in set(df.variant):
                     parts.append(format_table(paired_category_table(df, v, selection, metrics=metrics, records=records), "md",
                                               paired_title(v, selection)))
-    from masf.efficiency import EFFICIENCY_TITLE, efficiency_table
+    from masf.report.efficiency import EFFICIENCY_TITLE, efficiency_table
 
     parts.append(format_table(efficiency_table(df), "md", EFFICIENCY_TITLE))
     return "# masf-bench leaderboard\n\n" + "\n".join(p if p.endswith("\n") else p + "\n" for p in parts)
@@ -99,6 +99,6 @@ def write_sweep_leaderboard(tracking_uri: str, experiment: str, folder: Path, sw
     numbers: dict[str, pd.DataFrame] = {}
     md.write_text(markdown_report(df, records, numbers=numbers))
     trial_rows(df).to_csv(csv, index=False)
-    from masf.board_figures import write_figures
+    from masf.report.figures import write_figures
 
     return [md, csv, *write_figures(df, folder, records=records, nums=numbers.get("last"))]

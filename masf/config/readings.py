@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from masf.config import ConfigError
+from masf.errors import ConfigError
 
 READING_KEYS = (
     "model.amfd.loss_region",

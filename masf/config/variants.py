@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Union
 import yaml
 
 from masf import resources
-from masf.config import ConfigError, config_from_dict, nest
-from masf.errors import MasfError
+from masf.config.schema import config_from_dict, nest
+from masf.errors import ConfigError, MasfError
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable

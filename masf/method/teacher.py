@@ -21,8 +21,8 @@ from torch import nn
 
 from masf.config import TeacherConfig
 from masf.errors import WeightsError
-from masf.features import FeatureCache, tensor_digest
-from masf.teacher_seen import remember
+from masf.method.feature_cache import FeatureCache, tensor_digest
+from masf.method.teacher_seen import remember
 
 PACKAGED_MODEL = "tf_efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -35,7 +35,7 @@ class Teacher(nn.Module):
     ``forward(x)`` takes images already normalised with ``self.mean`` / ``self.std``
     (the datasets do that, see :class:`masf.data.mvtec.MVTecDataset`). It runs the
     body one image at a time, so an image's features never depend on its batch, and
-    takes them from ``self.cache`` (masf/features.py) when it holds them.
+    takes them from ``self.cache`` (masf/method/feature_cache.py) when it holds them.
     """
 
     def __init__(self, body: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], name: str, weights_source: str,
@@ -175,7 +175,7 @@ def build_teacher(cfg: TeacherConfig) -> Teacher:
     std = tuple(body.pretrained_cfg.get("std", IMAGENET_STD))
     identity = {"name": cfg.name, "weights": source, "out_indices": list(out_indices), "mean": mean, "std": std,
                 "weights_file": _file_digest(cfg.weights_file) if source == "file" else None}
-    remember(cfg)  # the next sweep's driver need not build it again (masf/teacher_seen.py)
+    remember(cfg)  # the next sweep's driver need not build it again (masf/method/teacher_seen.py)
     return Teacher(body, mean, std, name=cfg.name, weights_source=source, identity=identity)
 
 

@@ -1,5 +1,5 @@
 """The leaderboard's figures: per-category bars across variants, the paired differences with their
-intervals, and the PRO curves per variant (matplotlib, files only). Numbers come from masf/leaderboard.py."""
+intervals, and the PRO curves per variant (matplotlib, files only). Numbers come from masf/report/leaderboard.py."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from masf import stats as st  # noqa: E402
-from masf.leaderboard import (DEFAULT_METRICS, METRICS, SELECTIONS, RecordSource, _finished, _seeds,  # noqa: E402
+from masf.records import pro_curve_from_statistics
+from masf.report import intervals
+from masf.report.leaderboard import (DEFAULT_METRICS, METRICS, SELECTIONS, RecordSource, _finished, _seeds,  # noqa: E402
                               ablation_numbers, category_numbers, check_choice, variants_in)
 
 
@@ -71,7 +72,7 @@ def paired_figure(nums: pd.DataFrame, path: Path, metrics: Sequence[str] = DEFAU
         ax.axvline(0.0, color="grey", lw=0.8)
         ax.errorbar(d[has], y[has], xerr=[d[has] - lo[has], hi[has] - d[has]], fmt="o", color="black", ecolor="black", capsize=3)
         ax.plot(d[~has], y[~has], "o", mfc="white", color="black")  # no interval: hollow
-        for yi, di, excl in zip(y, d, [st.excludes_zero(a, b) for a, b in zip(lo, hi)]):
+        for yi, di, excl in zip(y, d, [intervals.excludes_zero(a, b) for a, b in zip(lo, hi)]):
             if excl:
                 ax.annotate("*", (di, yi), textcoords="offset points", xytext=(0, 5), ha="center")
         ax.set_title(f"Δ {METRICS[m]} (pp)", fontsize=9)
@@ -102,7 +103,7 @@ def pro_curves_figure(df: pd.DataFrame, records: RecordSource, path: Path, selec
                 continue
             limit = float(recs[0]["fpr_limit"])
             grid = np.linspace(0.0, limit, 200)
-            curves = [np.interp(grid, *st.pro_curve_from_statistics(r)) for r in recs]
+            curves = [np.interp(grid, *pro_curve_from_statistics(r)) for r in recs]
             ax.plot(grid, np.mean(curves, axis=0), label=f"{v} ({len(recs)} seed{'s' if len(recs) > 1 else ''})")
         ax.set_xlim(0.0, limit)
         ax.set_ylim(0.0, 1.0)

@@ -2,7 +2,7 @@
 
 The teacher is frozen and the images are not augmented, so the features of an
 image are the same for every variant, seed and epoch of a sweep. The teacher
-(masf/teacher.py) computes them one image at a time, so an image's features
+(masf/method/teacher.py) computes them one image at a time, so an image's features
 never depend on the batch it came in, and asks a :class:`FeatureCache` first.
 
 An entry's key is the image tensor itself (its bytes and shape: the file's

@@ -6,7 +6,7 @@ timm and the weights, several seconds on a laptop, on every run; what built once
 weights builds again, so the marker answers instead. The evidence (no torch needed): the config,
 timm's version, and for weights read from a file (``file``, ``packaged``) its path, size and
 modification time; for timm's hub the hub cache folder. Should the weights still go missing
-after a marker, each trial fails with the teacher's own one-line error (masf/teacher.py).
+after a marker, each trial fails with the teacher's own one-line error (masf/method/teacher.py).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from masf.leaderboard import base_variant, variants_in
-from masf.variants import get_variant, list_variants
+from masf.report.leaderboard import base_variant, variants_in
+from masf.config.variants import get_variant, list_variants
 
 EFFICIENCY_TITLE = "Efficiency: what each variant costs per trial"
 
@@ -73,5 +73,5 @@ def efficiency_table(df: pd.DataFrame) -> pd.DataFrame:
     table.attrs.update(numbers=nums, caption=(f"sweep {', '.join(sweeps)}; " if sweeps else "") + (
                        "mean over finished trials (train s: ± sample std); infer ms/img: model.score on up to eval.timing_images "
                        "test images, the feature cache off, on the trial's device and threads; peak RSS: the trial's own high-water "
-                       "mark (reset at its start, so a reused worker reports each trial alone; masf/memory.py)"))
+                       "mark (reset at its start, so a reused worker reports each trial alone; masf/trial/memory.py)"))
     return table

@@ -1,37 +1,21 @@
-"""Paired statistics: per-image test statistics kept with each result, and intervals for differences.
+"""Per-image test records: what a trial keeps of its test scoring, and every metric recomputed from it.
 
 A trial keeps, for each epoch selection, a compact record of its test split (``test_statistics``):
 every image's score and label, per-image histograms of its defect and defect-free pixel scores over
 one set of bins, one histogram per ground-truth region, and per-image counts at ADer's IoU-max
 thresholds. Every metric of ``masf.metrics`` can be recomputed from the record for any weighting of
 the test images (``metrics_from_statistics``): exactly for the image metrics, and with pixel scores
-resolved to the bins for the pixel metrics. A paired bootstrap over test images then draws the same
-image weights for two results on the same test images (``paired_bootstrap``); with 2000 draws of a
-category of a hundred images it takes well under a second.
-
-Intervals of a difference (variant minus reference, in the unit given):
-
-- several seeds: ``t_interval`` of the per-seed differences (same seed, same data), the mean
-  difference +- t(0.975, n-1) * sd / sqrt(n);
-- one seed: the paired bootstrap, stratified (good and defective images resampled apart, so every
-  draw has both), 95 % percentile interval of the draws' differences shifted onto the exact
-  difference: [d + q2.5(D* - D), d + q97.5(D* - D)], with d the difference of the exact metrics and
-  D the difference recomputed from the records with every image once (the bins' resolution error
-  cancels).
+resolved to the bins for the pixel metrics. The intervals built on them (a paired bootstrap over test
+images, t intervals over seeds) are ``masf.report.intervals``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
-from scipy import stats as sps
 
 from masf.errors import MasfError
 from masf.layout import STATS_FILE  # noqa: F401 - where a trial keeps its records
@@ -39,8 +23,6 @@ from masf.metrics import (IOU_THRESHOLDS, MAD_TERMS, _REGION_STRUCTURE, _check_l
                           _maps_and_masks, _scores, normalized_maps)
 
 BINS = 512  # pixel-score bins of a record (``_edges``)
-DRAWS = 2000
-LEVEL = 0.95
 
 
 class StatsError(MasfError):
@@ -190,33 +172,6 @@ def check_pair(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], where: 
         raise StatsError(f"{where or 'records'}: the two results were not scored on the same test images")
 
 
-class _Memo(dict):
-    """A dict that forgets its oldest entries past ``size``."""
-
-    def __init__(self, size: int):
-        super().__init__()
-        self.size = size
-        self.lock = threading.Lock()  # paired_bootstrap's threads add entries at once
-
-    def __setitem__(self, key, value) -> None:
-        with self.lock:
-            while len(self) >= self.size:
-                del self[next(iter(self))]
-            super().__setitem__(key, value)
-
-
-def bootstrap_weights(labels: np.ndarray, draws: int = DRAWS, seed: int = 0) -> np.ndarray:
-    """(draws, N) image counts of a stratified bootstrap: good and defective images resampled apart."""
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels).astype(bool)
-    w = np.zeros((draws, labels.size))
-    for group in (np.flatnonzero(labels), np.flatnonzero(~labels)):
-        if group.size:
-            picks = group[rng.integers(0, group.size, size=(draws, group.size))]
-            np.add.at(w, (np.repeat(np.arange(draws), group.size), picks.ravel()), 1.0)
-    return w
-
-
 def record_digest(rec: Mapping[str, np.ndarray]) -> str:
     """A digest of a record's content: the same test scoring gives the same digest, whichever selection holds it."""
     h = hashlib.sha1()
@@ -225,63 +180,6 @@ def record_digest(rec: Mapping[str, np.ndarray]) -> str:
         h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
-
-
-# a pair's draws by (digest a, digest b, draws, seed): the selections of a trial are often one epoch (a single
-# evaluation, or the last epoch chosen), whose records are alike, and their intervals need one bootstrap
-_DRAWN = _Memo(256)
-
-
-def paired_bootstrap(pairs: Sequence[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Mapping[str, float], Mapping[str, float]]],
-                     metrics: Sequence[str], draws: int = DRAWS, seed: int = 0, level: float = LEVEL) -> dict[str, tuple[float, float, float]]:
-    """Mean difference (a - b) over ``pairs`` and its bootstrap interval, per metric, in the metrics' unit.
-
-    Each pair is (record a, record b, exact metrics a, exact metrics b) of one category; every
-    category draws its own images, and a draw's difference is the mean over the categories.
-    Returns metric -> (difference, low, high).
-    """
-    for ra, rb, _, _ in pairs:
-        check_pair(ra, rb)
-
-    def draw(i: int) -> tuple[dict, dict, dict, dict]:
-        ra, rb = pairs[i][0], pairs[i][1]
-        key = (record_digest(ra), record_digest(rb), draws, seed + i)
-        found = _DRAWN.get(key)
-        if found is None:
-            w = bootstrap_weights(ra["label"], draws, seed + i)
-            found = (metrics_from_statistics(ra, w), metrics_from_statistics(rb, w), metrics_from_statistics(ra), metrics_from_statistics(rb))
-            _DRAWN[key] = found  # (another thread may evict it at once: this call keeps its own)
-        return found
-
-    # the categories' draws are independent: numpy leaves the GIL in the large array operations, so threads share the cores
-    with ThreadPoolExecutor(max_workers=max(1, min(len(pairs), os.cpu_count() or 1))) as pool:
-        drawn = list(pool.map(draw, range(len(pairs))))
-    boot = {m: np.zeros(draws) for m in metrics}
-    point = {m: 0.0 for m in metrics}
-    for (_, _, ma, mb), (da, db, fa, fb) in zip(pairs, drawn):  # summed in the pairs' order: the same numbers as one thread
-        for m in metrics:
-            exact = float(ma[m]) - float(mb[m])
-            point[m] += exact / len(pairs)
-            boot[m] += (exact + (da[m] - db[m]) - (fa[m][0] - fb[m][0])) / len(pairs)
-    alpha = (1.0 - level) / 2.0
-    return {m: (point[m], float(np.quantile(boot[m], alpha)), float(np.quantile(boot[m], 1.0 - alpha))) for m in metrics}
-
-
-def t_interval(differences: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
-    """(mean, low, high): the t interval of paired differences; one difference gives no interval (NaN bounds)."""
-    d = np.asarray([x for x in differences if np.isfinite(x)], dtype=np.float64)
-    if d.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(d.mean())
-    if d.size < 2:
-        return mean, math.nan, math.nan
-    half = float(sps.t.ppf(0.5 + level / 2.0, d.size - 1)) * float(d.std(ddof=1)) / math.sqrt(d.size)
-    return mean, mean - half, mean + half
-
-
-def excludes_zero(low: float, high: float, tol: float = 1e-6) -> bool:
-    """Whether [low, high] leaves out 0; a bound within ``tol`` of 0 (float rounding of a bound that is 0) counts as 0."""
-    return bool(np.isfinite(low) and np.isfinite(high) and (low > tol or high < -tol))
 
 
 # ---------------------------------------------------------------- files

@@ -9,16 +9,16 @@ the test-selected best epoch, labelled "test-selected (paper protocol)".
 A run whose variant was defined otherwise than the registry's entry of that name now (its
 ``variant_fingerprint`` tag differs, or it has none) is shown as its own variant,
 "NAME (other definition)", so old and new definitions never merge. A MASF run of another reading
-than the default (its ``reading`` tag, masf/readings.py) is shown as "NAME [reading]" (runs without
+than the default (its ``reading`` tag, masf/config/readings.py) is shown as "NAME [reading]" (runs without
 the tag ran the spec reading), and its deltas are taken to the reference of the same reading.
 The display tables carry their numeric frame in ``table.attrs["numbers"]`` (what csv writes)
 and their caption in ``table.attrs["caption"]``.
 
 Every Δ to the reference is paired by seed (same seed, same data) and carries a 95 % interval: a
 t interval over seeds, or with one seed a paired bootstrap over test images from the trials'
-per-image records (masf/stats.py, fetched from MLflow by ``MlflowRecords`` in masf/board_store.py). Columns are picked
+per-image records (masf/records.py; intervals in masf/report/intervals.py, fetched from MLflow by ``MlflowRecords`` in masf/report/store.py). Columns are picked
 from ``METRICS`` (``pick_metrics``: default, ader, or keys); the paper's reported figures
-(masf/paper.py) stand beside only runs declared MVTec AD; masf/efficiency.py gives the costs.
+(masf/report/paper.py) stand beside only runs declared MVTec AD; masf/report/efficiency.py gives the costs.
 """
 
 from __future__ import annotations
@@ -35,11 +35,12 @@ from masf.errors import MasfError  # noqa: E402
 from masf.fingerprint import variant_fingerprint  # noqa: E402
 from masf.metrics import METRIC_KEYS, METRIC_LABELS, TEST_THRESHOLD_METRICS  # noqa: E402
 from masf.metrics import SELECTIONS as TRIAL_SELECTIONS  # noqa: E402
-from masf.paper import MVTEC_AD, PAPER_METRICS, ablation_row, category_figures, dataset_name  # noqa: E402
-from masf import stats as st  # noqa: E402
-from masf.readings import DEFAULT_READING  # noqa: E402
-from masf.runner.watchdog import TIMED_OUT, is_timeout  # noqa: E402
-from masf.variants import get_variant, list_variants  # noqa: E402
+from masf.report.paper import MVTEC_AD, PAPER_METRICS, ablation_row, category_figures, dataset_name  # noqa: E402
+from masf.records import StatsError
+from masf.report import intervals
+from masf.config.readings import DEFAULT_READING  # noqa: E402
+from masf.errors import TIMED_OUT, is_timeout  # noqa: E402
+from masf.config.variants import get_variant, list_variants  # noqa: E402
 
 SELECTIONS = dict(zip(TRIAL_SELECTIONS, ("last epoch", "validation-selected", "test-selected (paper protocol)")))
 OTHER_DEFINITION = " (other definition)"
@@ -274,7 +275,7 @@ def category_numbers(df: pd.DataFrame, variant: str = "full", selection: str = "
     return out[[f"{m}_{s}" for m in [*METRICS, STUDENT_ONLY[0]] for s in ("mean", "std")] + ["seeds_finished", "seeds_planned", "skipped_batches", "total_batches", "status", "warnings"]]
 
 
-RecordSource = Callable[[str, str], Optional[dict]]  # (run id, selection) -> per-image test record (masf/stats.py) or None
+RecordSource = Callable[[str, str], Optional[dict]]  # (run id, selection) -> per-image test record (masf/records.py) or None
 
 
 def _pairs(df: pd.DataFrame, variant: str, reference: str, selection: str) -> pd.DataFrame:
@@ -290,7 +291,7 @@ def paired_interval(pairs: pd.DataFrame, selection: str, metrics: Sequence[str],
     """Mean paired difference (variant - reference, percentage points) and its 95 % interval per metric.
 
     Several seeds: per seed the mean difference over its categories, then a t interval over the seeds.
-    One seed: a paired bootstrap over test images (masf/stats.py) from the trials' per-image records,
+    One seed: a paired bootstrap over test images (masf/report/intervals.py) from the trials' per-image records,
     when every pair has them; otherwise the difference alone.
     Returns {metric: (diff, low, high)} under 'ci', the method, seeds and categories.
     """
@@ -304,7 +305,7 @@ def paired_interval(pairs: pd.DataFrame, selection: str, metrics: Sequence[str],
     if len(seeds) >= 2:
         for m in metrics:
             per_seed = diff[m].groupby(pairs.seed).mean()
-            out["ci"][m] = st.t_interval(per_seed.to_numpy())
+            out["ci"][m] = intervals.t_interval(per_seed.to_numpy())
         out["method"] = f"t over {len(seeds)} seeds"
         return out
     recs = []
@@ -318,13 +319,13 @@ def paired_interval(pairs: pd.DataFrame, selection: str, metrics: Sequence[str],
     usable = [m for m in metrics if m in METRIC_KEYS]  # what a record recomputes (not the validation-threshold F1s)
     if recs and usable:
         try:
-            boot = st.paired_bootstrap(recs, usable, seed=seed)
-        except st.StatsError as exc:
+            boot = intervals.paired_bootstrap(recs, usable, seed=seed)
+        except StatsError as exc:
             boot, out["method"] = {}, f"one seed; no bootstrap: {exc}"
         for m in metrics:
             d, lo, hi = boot.get(m, (float(diff[m].mean()) / 100.0, math.nan, math.nan))
             out["ci"][m] = (d * 100.0, lo * 100.0, hi * 100.0)
-        out["method"] = out["method"] or f"bootstrap over test images, 1 seed ({st.DRAWS} draws)"
+        out["method"] = out["method"] or f"bootstrap over test images, 1 seed ({intervals.DRAWS} draws)"
         return out
     for m in metrics:
         out["ci"][m] = (float(diff[m].mean()), math.nan, math.nan)
@@ -351,7 +352,7 @@ def ablation_numbers(df: pd.DataFrame, selection: str = "last", reference: str =
         for m in METRICS:
             row[m] = have[f"{m}_mean"].mean() if len(have) else math.nan
             d, lo, hi = paired["ci"].get(m, (math.nan,) * 3) if paired else (0.0 if v == ref_name else math.nan, math.nan, math.nan)
-            row.update({f"delta_{m}": d, f"low_{m}": lo, f"high_{m}": hi, f"excludes0_{m}": st.excludes_zero(lo, hi)})
+            row.update({f"delta_{m}": d, f"low_{m}": lo, f"high_{m}": hi, f"excludes0_{m}": intervals.excludes_zero(lo, hi)})
         row.update(interval=paired["method"] if paired else "", paired_seeds=paired["seeds"] if paired else 0)
         student = have[f"{STUDENT_ONLY[0]}_mean"].dropna()
         row[STUDENT_ONLY[0]] = student.mean() if len(student) else math.nan
@@ -388,7 +389,7 @@ def paired_category_numbers(df: pd.DataFrame, variant: str, selection: str = "la
         row: dict[str, Any] = {}
         for m in METRICS:
             d, lo, hi = paired["ci"].get(m, (math.nan,) * 3)
-            row.update({f"delta_{m}": d, f"low_{m}": lo, f"high_{m}": hi, f"excludes0_{m}": st.excludes_zero(lo, hi)})
+            row.update({f"delta_{m}": d, f"low_{m}": lo, f"high_{m}": hi, f"excludes0_{m}": intervals.excludes_zero(lo, hi)})
         row.update(interval=paired["method"], paired_seeds=paired["seeds"])
         rows[cat] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
@@ -467,7 +468,7 @@ def category_table(df: pd.DataFrame, variant: str = "full", selection: str = "la
             numbers[f"{m}_minus_reported"] = numbers[f"{m}_mean"] - numbers[f"{m}_reported"]
     extra = ""
     if show_paper:
-        extra = ("; reported = the MASF paper's figure as printed (masf/paper.py; 'reported in' names its table; "
+        extra = ("; reported = the MASF paper's figure as printed (masf/report/paper.py; 'reported in' names its table; "
                  "Table 4 rows 3-6 are the paper's estimates, not measurements), Δ = ours - reported")
     elif paper:
         extra = "; " + _not_declared_note(sub)
@@ -485,7 +486,7 @@ def _delta_cell(d: float, lo: float, hi: float) -> str:
     if math.isnan(lo) or math.isnan(hi):
         return f"{d:+.2f}"
     bound = lambda x: f"{0.0 if abs(x) < 5e-3 else x:+.2f}"  # noqa: E731 - no '-0.00'
-    return f"{d:+.2f} [{bound(lo)}, {bound(hi)}]" + ("*" if st.excludes_zero(lo, hi) else "")
+    return f"{d:+.2f} [{bound(lo)}, {bound(hi)}]" + ("*" if intervals.excludes_zero(lo, hi) else "")
 
 
 INTERVAL_NOTE = ("Δ [95 % interval] = variant - {ref} in percentage points (a variant of another reading: vs the reference "

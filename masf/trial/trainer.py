@@ -29,10 +29,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from masf.config import Config
 from masf.errors import MasfError, TrainingError
-from masf.evaluation import Evaluation, composite, heatmap_indices, score_split, select_epoch
+from masf.trial.evaluation import Evaluation, composite, heatmap_indices, score_split, select_epoch
 from masf.fingerprint import config_fingerprint, trial_identity
 from masf.metrics import METRIC_KEYS, SELECTION_METRICS, VAL_THRESHOLD_METRICS, f1_at, f1_threshold
-from masf.stats import test_statistics
+from masf.records import test_statistics
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -59,7 +59,7 @@ class TrainOutcome:
     student_only: dict[str, float] = field(default_factory=dict)
     optimizer_steps: int = 0  # steps the optimiser took (batches less skipped batches and skipped steps)
     calibration_shared: bool = False  # the selecting validation normals also calibrated (too few to split)
-    # selection -> per-image record of its test scoring (masf/stats.py); a selection whose epoch was
+    # selection -> per-image record of its test scoring (masf/records.py); a selection whose epoch was
     # scored before a resume has none
     test_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     trainable_parameters: int = 0
@@ -70,7 +70,7 @@ class Member:
     """One scoring of the trained model: a trial of its own (config, detector sharing the trained modules).
 
     A trial that trains alone is one member whose detector is the trained model; a group of variants
-    that differ only in how they score (masf/sharing.py) are several members of one training.
+    that differ only in how they score (masf/trial/sharing.py) are several members of one training.
     """
 
     name: Optional[str]
@@ -78,7 +78,7 @@ class Member:
     model: torch.nn.Module
     history: list[dict[str, Any]] = field(default_factory=list)  # the training records with this member's metrics
     bank_stats: dict[str, float] = field(default_factory=dict)
-    test_stats: dict[int, dict[str, Any]] = field(default_factory=dict)  # epoch -> per-image test record (masf/stats.py)
+    test_stats: dict[int, dict[str, Any]] = field(default_factory=dict)  # epoch -> per-image test record (masf/records.py)
 
     @property
     def fingerprint(self) -> str:
@@ -547,7 +547,7 @@ class Trainer:
         return self.outcomes[self.members[0].name]
 
     def _keep_statistics(self, evaluated: dict[Optional[str], tuple[Evaluation, dict[str, float]]]) -> None:
-        """Each member's per-image record of this epoch's test scoring (masf/stats.py), for paired intervals."""
+        """Each member's per-image record of this epoch's test scoring (masf/records.py), for paired intervals."""
         test_set = self.test_loader.dataset
         root = getattr(test_set, "root", ".")
         names = [os.path.relpath(s.image_path, root) for s in getattr(test_set, "samples", [])]
