@@ -31,15 +31,21 @@ jsonargparse, omegaconf, kornia, FrEIA, einops, cv2, ...). Check afterwards with
 
 Run (from the repository root)::
 
-    /work/anomalib-env/bin/python bench/bench_anomalib.py anomalib --data-root ../shared/data/real \
+    /work/anomalib-env/bin/python -m bench.bench_anomalib anomalib --data-root ../shared/data/real \
         --out bench/results/anomalib_side.json
-    .venv/bin/python bench/bench_anomalib.py masf --data-root ../shared/data/real \
+    .venv/bin/python -m bench.bench_anomalib masf --data-root ../shared/data/real \
         --out bench/results/anomalib_masf_side.json
-    .venv/bin/python bench/bench_anomalib.py table --out bench/results/anomalib_compare.md
+    .venv/bin/python -m bench.bench_anomalib table --out bench/results/anomalib_compare.md
     # PaDiM on masf's own channel subset (like-for-like), then the table against it:
-    /work/anomalib-env/bin/python bench/bench_anomalib.py anomalib --methods padim --padim-channels masf \
+    /work/anomalib-env/bin/python -m bench.bench_anomalib anomalib --methods padim --padim-channels masf \
         --out bench/results/anomalib_side_padim_masf_channels.json
-    .venv/bin/python bench/bench_anomalib.py table --anomalib-json bench/results/anomalib_side_padim_masf_channels.json
+    .venv/bin/python -m bench.bench_anomalib table --anomalib-json bench/results/anomalib_side_padim_masf_channels.json
+
+Every mode takes ``--smoke-test``: a cheap run of the same code that writes nothing into
+bench/results (the JSON goes to a temporary folder unless --out says where). ``masf``: a small
+synthetic bottle (64 px, 8 + 8 images), a random-init resnet18 at 32 px; ``anomalib``: a small
+synthetic bottle at 256 px (the layer shapes are checked at 256 px), 4 + 4 images; ``table``:
+the same table (it only reads).
 
 What the anomalib side does, per category and method:
 
@@ -68,6 +74,7 @@ What the anomalib side does, per category and method:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -330,7 +337,8 @@ def run_anomalib(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------ masf side
 
 
-def run_masf(args: argparse.Namespace) -> None:
+def run_masf(args: argparse.Namespace, tiny: tuple[str, ...] = ()) -> None:
+    """``tiny``: config overrides under the script's own (the smoke test's small teacher)."""
     import torch
 
     from masf.config import build_config
@@ -343,6 +351,7 @@ def run_masf(args: argparse.Namespace) -> None:
         for category in args.categories:
             for variant in args.methods:
                 overrides = [
+                    *tiny,
                     f"data.root={root}",
                     f"data.category={category}",
                     "data.val_fraction=0",
@@ -438,13 +447,42 @@ def run_table(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------ CLI
 
 
+SMOKE_HELP = "a cheap run of the same code (tiny sizes, seconds); writes nothing into bench/results"
+DEFAULT_OUT = {"anomalib": "bench/results/anomalib_side.json", "masf": "bench/results/anomalib_masf_side.json"}
+
+
+def run_smoke(args: argparse.Namespace) -> None:
+    """The mode's smoke test: a small synthetic bottle, the JSON in a temporary folder unless --out says where."""
+    from bench import smoke
+
+    smoke.check_out(args.out)
+    args.categories = ["bottle"]
+    if args.mode == "table":
+        run_table(args)
+        return
+    with contextlib.ExitStack() as stack:
+        if args.mode == "anomalib":  # the layer shapes are checked at 256 px
+            data = smoke.synthetic_data(["bottle"], size=IMAGE_SIZE, n_train=4, n_test=4)
+        else:
+            data = smoke.synthetic_data(["bottle"])
+        args.data_root = str(stack.enter_context(data))
+        if args.out is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-anomalib-")))
+            args.out = str(folder / Path(DEFAULT_OUT[args.mode]).name)
+        if args.mode == "anomalib":
+            run_anomalib(args)
+        else:
+            run_masf(args, tiny=smoke.TINY)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="mode", required=True)
-    for mode, default_out in (("anomalib", "bench/results/anomalib_side.json"), ("masf", "bench/results/anomalib_masf_side.json")):
+    for mode, default_out in DEFAULT_OUT.items():
         s = sub.add_parser(mode)
         s.add_argument("--data-root", default="../shared/data/real")
-        s.add_argument("--out", default=default_out)
+        s.add_argument("--out", default=None, help=f"the JSON (default {default_out}; with --smoke-test a temporary file)")
+        s.add_argument("--smoke-test", action="store_true", help=SMOKE_HELP)
         s.add_argument("--categories", nargs="+", default=list(CATEGORIES))
         s.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
         if mode == "anomalib":
@@ -461,7 +499,13 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--anomalib-json", default="bench/results/anomalib_side.json")
     t.add_argument("--masf-json", default="bench/results/anomalib_masf_side.json")
     t.add_argument("--out", default=None, help="also write the markdown here")
+    t.add_argument("--smoke-test", action="store_true", help=SMOKE_HELP)
     args = p.parse_args(argv)
+    if args.smoke_test:
+        run_smoke(args)
+        return
+    if args.mode in DEFAULT_OUT:
+        args.out = args.out or DEFAULT_OUT[args.mode]
     {"anomalib": run_anomalib, "masf": run_masf, "table": run_table}[args.mode](args)
 
 

@@ -7,9 +7,10 @@ selections of one epoch) and the categories' draws run in threads. "before": the
 none of that: every table and figure bootstraps its own pairs, in one thread. Both run on one
 finished sweep's store, alternating, --repeats times each; the ratio is taken per repeat.
 
-    python -m bench.bench_close --store DIR [--experiment masf-bench] [--repeats 3]
+    python -m bench.bench_close --store DIR [--experiment masf-bench] [--sweep NAME] [--repeats 3] [--out FILE] [--smoke-test]
 
-DIR: the working folder of a finished `masf-bench run` (its mlflow.db and masf-runs/).
+DIR: the working folder of a finished `masf-bench run` (its mlflow.db and masf-runs/); NAME: one of
+its sweeps (default: its only one). --smoke-test: one repeat; prints only.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench import smoke
 from bench.report import emit
 from masf.report import intervals
 from masf.report.figures import write_figures
@@ -55,30 +57,41 @@ def timed(fn, *args) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path, required=True)
     ap.add_argument("--experiment", default="masf-bench")
+    ap.add_argument("--sweep", default=None, help="the sweep (a folder of DIR/masf-runs); default: the store's only one")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
+    smoke.add_flag(ap)
+    args = ap.parse_args(argv)
+    if args.smoke_test:
+        smoke.check_out(args.out)
+        args.repeats = 1
     uri = default_tracking_uri(args.store)
-    sweep = next((args.store / "masf-runs").glob("*/startup.json")).parent.name
+    sweeps = sorted(p.parent.name for p in (args.store / "masf-runs").glob("*/startup.json"))
+    if args.sweep is None and len(sweeps) != 1:
+        raise SystemExit(f"{args.store / 'masf-runs'} holds {len(sweeps)} sweeps ({', '.join(sweeps) or 'none'}): pick one with --sweep")
+    sweep = args.sweep or sweeps[0]
     pool, memo = intervals.ThreadPoolExecutor, intervals._DRAWN
     rows = []
-    for _ in range(args.repeats):
-        with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-            intervals.ThreadPoolExecutor, intervals._DRAWN = (lambda max_workers: ThreadPoolExecutor(max_workers=1)), _Forget()
-            old = timed(before, uri, args.experiment, sweep, Path(a))
-            intervals.ThreadPoolExecutor, intervals._DRAWN = pool, memo
-            memo.clear()
-            new = timed(now, uri, args.experiment, sweep, Path(b))
-            same = (Path(a) / "leaderboard.md").read_text() == (Path(b) / "leaderboard.md").read_text()
-        rows.append((old, new, same))
+    try:
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+                intervals.ThreadPoolExecutor, intervals._DRAWN = (lambda max_workers: ThreadPoolExecutor(max_workers=1)), _Forget()
+                old = timed(before, uri, args.experiment, sweep, Path(a))
+                intervals.ThreadPoolExecutor, intervals._DRAWN = pool, memo
+                memo.clear()
+                new = timed(now, uri, args.experiment, sweep, Path(b))
+                same = (Path(a) / "leaderboard.md").read_text() == (Path(b) / "leaderboard.md").read_text()
+            rows.append((old, new, same))
+    finally:  # the module as it was, also when "before" fails (this may run inside another program)
+        intervals.ThreadPoolExecutor, intervals._DRAWN = pool, memo
     lines = [
         "## The close of a sweep: its leaderboard files, now and before",
         "",
-        f"- command: `python -m bench.bench_close --store DIR --repeats {args.repeats}` (sweep {sweep})",
+        f"- command: `python -m bench.bench_close --store DIR --repeats {args.repeats}{' --smoke-test' if args.smoke_test else ''}` (sweep {sweep})",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         f"- date: {time.strftime('%Y-%m-%d')}",
         "",

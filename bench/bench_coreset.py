@@ -8,11 +8,14 @@ selection itself works on. Images: the synthetic `bottle` category at 256 px, as
 as the patch count needs (1,024 patches per image), so 209 images give 214,016 patches,
 the count of the peer measurement quoted in bench/RESULTS.md.
 
-    python -m bench.bench_coreset --sizes 10000,50000,214016 --ratio 0.1 [--plain-steps 300]
+    python -m bench.bench_coreset --sizes 10000,50000,214016 --ratio 0.1 [--plain-steps 300] [--out FILE] [--smoke-test]
 
 The straightforward greedy runs in full up to --plain-full patches; above that it runs
 --plain-steps steps and its total is extrapolated from the measured per-step time (the
 per-step cost of plain greedy does not change with the step).
+
+--smoke-test: 1,024 and 2,048 patches (two images), plain greedy in full on the first and
+extrapolated from 20 steps on the second, one thread; prints only.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from masf.data.mvtec import MVTecDataset
 from masf.data.synth import generate_dataset
 from masf.method.coreset import coverage_radius, greedy_coreset, random_projection
 from masf.method.teacher import build_teacher
+from bench import smoke
 from bench.report import emit
 
 
@@ -71,7 +75,7 @@ def plain_greedy(x: np.ndarray, n_select: int, seed: int = 0, max_steps: int | N
     return np.array(sel), per_step
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,50000,214016")
     ap.add_argument("--ratio", type=float, default=0.1)
@@ -79,7 +83,11 @@ def main() -> None:
     ap.add_argument("--plain-steps", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
+    smoke.add_flag(ap)
+    args = ap.parse_args(argv)
+    if args.smoke_test:
+        smoke.check_out(args.out)
+        args.sizes, args.plain_full, args.plain_steps, args.threads = "1024,2048", 1024, 20, 1
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
     t0 = time.perf_counter()
@@ -105,7 +113,8 @@ def main() -> None:
         print(f"n={n} k={k}: ours {t_ours:.1f} s, plain {t_plain:.1f} s ({rows[-1][4]}), same picks {same:.4f}, "
               f"radius ours {r_ours:.4f} plain {r_plain:.4f} random {r_rand:.4f}", flush=True)
     lines = [
-        f"- command: `python -m bench.bench_coreset --sizes {args.sizes} --ratio {args.ratio} --plain-full {args.plain_full} --plain-steps {args.plain_steps}`",
+        f"- command: `python -m bench.bench_coreset --sizes {args.sizes} --ratio {args.ratio} --plain-full {args.plain_full} --plain-steps {args.plain_steps}"
+        f"{' --smoke-test' if args.smoke_test else ''}`",
         f"- machine: {platform.machine()}, {torch.get_num_threads()} torch threads, numpy {np.__version__}; date {time.strftime('%Y-%m-%d')}",
         "",
         "| patches | centres | masf greedy (s) | plain greedy (s) | plain timing | ms/step masf | ms/step plain | same picks as plain | radius masf | radius plain | radius random |",

@@ -4,9 +4,12 @@
 Timing starts after a warm-up batch, covers `model.score` (teacher, SDM, student, bank
 search, fusion, blur) on batches of --batch images already in memory, and reports the
 median over --repeats passes. Weights of the student do not change its cost, so the
-student is used as initialised; the banks are built from the category's training images.
+student is used as initialised; the banks are built from the category's training images and the
+scoring calibrated on its calibration normals, as a trial's Trainer does.
 
-    python -m bench.bench_inference [--data-root ROOT --category C] [--preset cpu] [--profile]
+    python -m bench.bench_inference [--data-root ROOT --category C] [--preset cpu] [--set a.b=c] [--profile] [--out FILE] [--smoke-test]
+
+--smoke-test: a random-init resnet18 at 32 px on a small synthetic bottle, 8 images, 1 repeat; prints only.
 """
 
 from __future__ import annotations
@@ -24,22 +27,29 @@ from masf.config import build_config
 from masf.data.synth import generate_dataset
 from masf.method.model import MASF, build_detector
 from masf.trial.run import build_datasets, cached_teacher
+from masf.trial.trainer import Trainer
+from bench import smoke
 from bench.report import emit
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
 def load(args, variant: str):
-    cfg = build_config(args.preset, [f"data.root={args.data_root}", f"data.category={args.category}",
+    cfg = build_config(args.preset, [*args.overrides, f"data.root={args.data_root}", f"data.category={args.category}",
                                      f"model.ttsa.views={args.views}"], variant=variant)
     teacher = cached_teacher(cfg.model.teacher)
-    train, _, test = build_datasets(cfg, teacher.mean, teacher.std)
+    train, val, test = build_datasets(cfg, teacher.mean, teacher.std)
     torch.manual_seed(0)
     model = build_detector(cfg.model, teacher, seed=0).eval()
-    x_train = torch.stack([train[i]["image"] for i in range(len(train))])
-    model.fit(x_train.split(args.batch))
+    with tempfile.TemporaryDirectory() as tmp:
+        # what a trial does before it scores: the banks on the training normals, then (MASF) the BatchNorm
+        # recalibration and the quantile calibration on the calibration normals (masf/trial/run.py)
+        trainer = Trainer(cfg, model, train, test, Path(tmp), val_set=val,
+                          calibration_set=val.calibration if val is not None else None)
+        trainer.build_banks()
+        trainer.prepare_scoring()
     x = torch.stack([test[i]["image"] for i in range(min(len(test), args.images))])
-    return model, x
+    return model.eval(), x
 
 
 def time_score(model: MASF, x: torch.Tensor, ttsa: bool, batch: int, repeats: int) -> float:
@@ -87,7 +97,7 @@ def breakdown(model: MASF, x: torch.Tensor, repeats: int) -> list[tuple[str, flo
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", type=Path)
     ap.add_argument("--category", default="metal_plate")
@@ -97,18 +107,28 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", action="append", default=[], dest="overrides", help="config override a.b=c (repeatable)")
     ap.add_argument("--profile", action="store_true", help="print where MASF's time goes")
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
+    smoke.add_flag(ap)
+    args = ap.parse_args(argv)
+    if args.smoke_test:
+        smoke.check_out(args.out)
+        args.overrides = [*smoke.TINY, *args.overrides]
+        args.views, args.batch, args.images, args.repeats, args.threads = 2, 4, 8, 1, 1
     torch.set_num_threads(args.threads)
-    tmp = None
-    if args.data_root is None:
-        if (REAL / args.category).is_dir():
-            args.data_root = REAL
-        else:
-            tmp = tempfile.TemporaryDirectory()
-            args.data_root, args.category = Path(tmp.name), "bottle"
-            generate_dataset(args.data_root, categories=["bottle"], size=256, n_train=20, n_test=32)
+    with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
+        if args.data_root is None:
+            if (REAL / args.category).is_dir() and not args.smoke_test:
+                args.data_root = REAL
+            else:
+                args.data_root, args.category = Path(tmp), "bottle"
+                size, n_train, n_test = (64, 8, 8) if args.smoke_test else (256, 20, 32)
+                generate_dataset(args.data_root, categories=["bottle"], seed=0, size=size, n_train=n_train, n_test=n_test)
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
     base, x = load(args, "patchcore")
     masf, _ = load(args, "full")
     rows = {
@@ -119,9 +139,10 @@ def main() -> None:
     ref = rows["patchcore"]
     lines = [
         f"- command: `python -m bench.bench_inference --category {args.category} --preset {args.preset} --views {args.views} "
-        f"--batch {args.batch} --images {args.images} --repeats {args.repeats} --threads {args.threads}`",
-        f"- data: {args.category} ({args.data_root}), {len(x)} test images at {masf.cfg and x.shape[-1]} px; backbone "
-        f"{masf.method.teacher.name} ({masf.method.teacher.weights_source})",
+        f"--batch {args.batch} --images {args.images} --repeats {args.repeats} --threads {args.threads}"
+        + "".join(f" --set {o}" for o in args.overrides if o not in smoke.TINY) + (" --smoke-test" if args.smoke_test else "") + "`",
+        f"- data: {args.category} ({args.data_root}), {len(x)} test images at {x.shape[-1]} px; backbone "
+        f"{masf.teacher.name} ({masf.teacher.weights_source})",
         f"- machine: {platform.machine()} CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
         f"date {time.strftime('%Y-%m-%d')}",
         "",
@@ -138,8 +159,6 @@ def main() -> None:
         with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
             masf.score(x[: args.batch], ttsa=False)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
-    if tmp:
-        tmp.cleanup()
 
 
 if __name__ == "__main__":

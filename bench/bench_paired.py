@@ -2,7 +2,10 @@
 bootstrap over test images alone, with the bootstrap's time (it runs inside ``masf-bench leaderboard``).
 
     python -m bench.bench_paired --tracking-uri sqlite:///mlflow.db --experiment real-cpu-paired \
-        --out bench/results/paired.md --json bench/results/paired.json
+        --out bench/results/paired.md --json bench/results/paired.json [--smoke-test]
+
+--smoke-test: the same reading (it is cheap: the bootstraps of one sweep take seconds); prints only,
+--out and --json may not point into bench/results.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import json
 import time
 from pathlib import Path
 
+from bench import smoke
 from bench.report import emit
 from masf.report import leaderboard as lb
 from masf.report.store import MlflowRecords, load_frame
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tracking-uri", required=True)
     ap.add_argument("--experiment", required=True)
@@ -27,7 +31,10 @@ def main() -> None:
     ap.add_argument("--metrics", default="image_auroc,pixel_auroc,pro,mad")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args()
+    smoke.add_flag(ap)
+    args = ap.parse_args(argv)
+    if args.smoke_test:
+        smoke.check_out(args.out, args.json)
     metrics = lb.pick_metrics(args.metrics)
     df = load_frame(args.tracking_uri, args.experiment, args.sweep)
     records = MlflowRecords(args.tracking_uri)

@@ -12,7 +12,10 @@ shared machine falls on both):
 
 It checks that both ways give exactly the same metrics for every trial, and writes the seconds.
 
-    python -m bench.bench_sharing --data-root DIR --category carpet --preset smoke --seeds 0,1,2
+    python -m bench.bench_sharing --data-root DIR --category carpet --preset smoke --seeds 0,1,2 [--out FILE] [--smoke-test]
+
+--smoke-test: variants full, no_ttsa, bank_only (one training group) and patchcore, seed 0, on a
+small synthetic bottle with a random-init resnet18 at 32 px; prints the JSON (written only to --out).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from masf.method.feature_cache import FeatureCache
 from masf.trial.sharing import plan_groups, training_fingerprint
 from masf.trial.run import run_group, run_trial
 from masf.config.variants import list_variants
+from bench import smoke
 
 SCORED = ("last/", "best_on_val/", "best_on_test/", "val/", "student_only/")
 
@@ -64,18 +68,37 @@ def run_shared(trials: list, out: Path, cache: Optional[FeatureCache]) -> tuple[
     return time.perf_counter() - start, rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-root", required=True)
+    ap.add_argument("--data-root", help="an MVTec-layout folder (required, except with --smoke-test)")
     ap.add_argument("--category", default="carpet")
     ap.add_argument("--preset", default="smoke")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--variants", default=None, help="comma-separated (default: every registered variant, baselines included)")
     ap.add_argument("--ways", default="alone,shared", help="of alone, shared, shared-nocache, alone-cache")
-    ap.add_argument("--out", default="bench/results/sharing.json")
-    args = ap.parse_args()
+    ap.add_argument("--out", default=None, help="the JSON (default bench/results/sharing.json; with --smoke-test: printed only)")
+    smoke.add_flag(ap)
+    args = ap.parse_args(argv)
+    if args.smoke_test:
+        smoke.check_out(args.out)
+        args.overrides = [*smoke.TINY, *args.overrides]
+        args.category, args.seeds, args.threads = "bottle", "0", 1
+        args.variants = args.variants or "full,no_ttsa,bank_only,patchcore"
+        with smoke.synthetic_data([args.category]) as root:
+            args.data_root = str(root)
+            measure(args)
+        return
+    if not args.data_root:
+        ap.error("--data-root is required (or --smoke-test)")
+    args.out = args.out or "bench/results/sharing.json"
+    measure(args)
+
+
+def measure(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
+    variants = args.variants.split(",") if args.variants else list_variants()
     seeds = [int(s) for s in args.seeds.split(",")]
     work = Path(tempfile.mkdtemp(prefix="masf-sharing-"))
     ways = args.ways.split(",")
@@ -84,7 +107,7 @@ def main() -> None:
     try:
         for i, seed in enumerate(seeds):
             trials = []
-            for v in list_variants():
+            for v in variants:
                 cfg = build_config(args.preset, [*args.overrides, f"data.root={args.data_root}", f"data.category={args.category}",
                                                  f"train.seed={seed}", f"train.threads={args.threads}", "eval.figures=false"], variant=v)
                 trials.append(SimpleNamespace(key=f"{args.category}/{v}/seed{seed}", category=args.category, variant=v, seed=seed,
@@ -109,15 +132,19 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     result = {
         "command": "python -m bench.bench_sharing " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                                               if k != "overrides") + "".join(f" --set {o}" for o in args.overrides),
+                                                               if k not in ("overrides", "smoke_test") and v is not None)
+                   + "".join(f" --set {o}" for o in args.overrides if not (args.smoke_test and o in smoke.TINY))
+                   + (" --smoke-test" if args.smoke_test else ""),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node(),
-        "variants": list_variants(), "seeds": seeds, "per_seed": per_seed,
+        "variants": variants, "seeds": seeds, "per_seed": per_seed,
         **{f"{w}_s": round(total[w], 1) for w in ways}, **{f"ratio_{w}": round(total[w] / total["alone"], 3) for w in ways if w != "alone"},
         "metrics_equal": equal, "cache": caches["shared"].stats(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
+    return result
 
 
 if __name__ == "__main__":

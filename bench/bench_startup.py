@@ -10,7 +10,12 @@ start), after Ray's start, when Tune is handed the trials, when Tune starts the 
 when that trial's worker has loaded the trial code (torch, timm, masf), and when the first
 report reached the driver (the first epoch, or a baseline's result).
 
-    python -m bench.bench_startup --repeats 3
+    python -m bench.bench_startup --repeats 3 [--categories bottle] [--variants patchcore] [--preset demo] [--out FILE] [--smoke-test]
+
+--smoke-test: one run of `masf-bench run --categories bottle --variants patchcore --preset smoke`
+(8 training images, a bank of at most 200 patches) on a small synthetic bottle, with a cache
+folder of its own (MASF_CACHE_DIR) so that run 1 is cold without touching the user's cache;
+prints only.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import smoke
 from bench.report import emit
 from masf.layout import cache_dir
 
@@ -34,12 +40,17 @@ PHASES = ("imports", "planned", "teachers", "store_open", "ray_started", "tune_s
           "first_report")
 
 
-def one_run(args: argparse.Namespace, cwd: Path, i: int) -> dict[str, float]:
+SMOKE_SET = ("data.max_train_images=8", "model.samb.coreset_max=200")  # as the tests' quick sweeps
+
+
+def one_run(args: argparse.Namespace, cwd: Path, i: int, extra: tuple[str, ...] = (),
+            env: dict[str, str] | None = None) -> dict[str, float]:
+    """One `masf-bench run` in ``cwd``: its startup.json marks; ``extra``: more arguments, ``env``: more environment."""
     storage = cwd / f"runs-{i}"
     cmd = [sys.executable, "-m", "masf.cli.main", "run", "--categories", args.categories, "--variants", args.variants,
-           "--preset", args.preset, "--experiment", f"startup-{i}", "--storage", str(storage)]
+           "--preset", args.preset, "--experiment", f"startup-{i}", "--storage", str(storage), *extra]
     t0 = time.time()
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800)
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800, env={**os.environ, **(env or {})})
     wall = time.time() - t0
     if out.returncode != 0:
         raise SystemExit(f"masf-bench run failed ({out.returncode}): {out.stderr[-2000:]}")
@@ -48,22 +59,36 @@ def one_run(args: argparse.Namespace, cwd: Path, i: int) -> dict[str, float]:
     return {**marks, "command_s": round(wall, 2), "stderr_lines": len(stderr_lines)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--categories", default="bottle")
     ap.add_argument("--variants", default="patchcore")
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
-    shutil.rmtree(cache_dir() / "teachers", ignore_errors=True)  # run 1: the driver builds the teacher
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = [one_run(args, Path(tmp), i) for i in range(args.repeats)]
+    smoke.add_flag(ap)
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        extra: tuple[str, ...] = ()
+        env: dict[str, str] = {}
+        if args.smoke_test:
+            from masf.data.synth import generate_dataset
+
+            smoke.check_out(args.out)
+            args.categories, args.variants, args.preset, args.repeats = "bottle", "patchcore", "smoke", 1
+            data = Path(tmp) / "data"
+            generate_dataset(data, categories=["bottle"], seed=0, size=64, n_train=10, n_test=8)
+            extra = ("--data-root", str(data), *(a for o in SMOKE_SET for a in ("--set", o)))
+            env = {"MASF_CACHE_DIR": str(Path(tmp) / "cache")}  # cold: no teacher markers, the user's cache untouched
+        else:
+            shutil.rmtree(cache_dir() / "teachers", ignore_errors=True)  # run 1: the driver builds the teacher
+        runs = [one_run(args, Path(tmp), i, extra, env) for i in range(args.repeats)]
     lines = [
         "## Start-up: command to first trial",
         "",
-        f"- command: `python -m bench.bench_startup --repeats {args.repeats}` (each run: `masf-bench run --categories "
-        f"{args.categories} --variants {args.variants} --preset {args.preset}`, a fresh process and a fresh local Ray)",
+        f"- command: `python -m bench.bench_startup --repeats {args.repeats}{' --smoke-test' if args.smoke_test else ''}` "
+        f"(each run: `masf-bench run --categories {args.categories} --variants {args.variants} --preset {args.preset}"
+        f"{''.join(f' --set {o}' for o in SMOKE_SET) if args.smoke_test else ''}`, a fresh process and a fresh local Ray)",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         f"- date: {time.strftime('%Y-%m-%d')}",
         "",

@@ -1,7 +1,8 @@
 """GPU check: the CUDA path of masf-bench in one short run, its figures written to a file.
 
     bash bench/gpu_check.sh [OUT_DIR]                                   # a CUDA machine, from the checkout
-    python bench/gpu_check.py --out-dir DIR [--cpu-smoke] [--budget-s S]
+    python -m bench.gpu_check --out-dir DIR [--cpu-smoke] [--budget-s S]
+    python -m bench.gpu_check --smoke-test [--out-dir DIR]               # --cpu-smoke; files in a temporary folder
 
 Parts, each reported "ok", "failed" or "not checked" with its reason:
 - amp_training: real MASF training steps with train.amp=auto (float16 autocast + GradScaler on CUDA);
@@ -17,7 +18,9 @@ Parts, each reported "ok", "failed" or "not checked" with its reason:
 Only torch is needed to start: everything else is imported part by part, and a part whose module
 is missing says "not checked: missing module X". Nothing is installed or fetched (HF_HUB_OFFLINE=1).
 Without CUDA every CUDA part says "not checked: no CUDA device"; ``--cpu-smoke`` runs the same part
-functions on CPU at 64 px with a random-init resnet18 (for CI).
+functions on CPU at 64 px with a random-init resnet18 (for CI). ``--smoke-test`` is ``--cpu-smoke``
+whose files go to a temporary folder (the markdown is printed) unless --out-dir or $OUT say where,
+never into bench/results.
 """
 
 from __future__ import annotations
@@ -591,12 +594,34 @@ def markdown(d: dict[str, Any]) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out-dir", type=Path, default=Path(os.environ.get("OUT") or ROOT / "bench" / "results"),
-                    help="folder for gpu_check.json / .md (gpu_check_cpu_smoke.* with --cpu-smoke); default $OUT or bench/results")
+    ap.add_argument("--out-dir", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else None,
+                    help="folder for gpu_check.json / .md (gpu_check_cpu_smoke.* with --cpu-smoke); default $OUT or "
+                         "bench/results (with --smoke-test: a temporary folder)")
     ap.add_argument("--cpu-smoke", action="store_true", help="also run the parts on CPU at 64 px, resnet18 random init")
+    ap.add_argument("--smoke-test", action="store_true",
+                    help="--cpu-smoke with its files in a temporary folder unless --out-dir says where (never bench/results); "
+                         "prints the markdown")
     ap.add_argument("--budget-s", type=float, default=420.0, help="start no part after this many seconds")
     args = ap.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))  # `timeout`: keep the figures written so far
+    if args.smoke_test and args.out_dir is not None and args.out_dir.resolve().is_relative_to(ROOT / "bench" / "results"):
+        raise SystemExit(f"--smoke-test writes nothing into {ROOT / 'bench' / 'results'}: pass --out-dir elsewhere")
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))  # `timeout`: keep the figures written so far
+    try:
+        if not args.smoke_test:
+            return check(args, args.out_dir or ROOT / "bench" / "results", argv)
+        args.cpu_smoke = True
+        with tempfile.TemporaryDirectory(prefix="gpu_check-smoke-") as tmp:
+            out_dir = args.out_dir or Path(tmp)
+            rc = check(args, out_dir, argv)
+            print((out_dir / "gpu_check_cpu_smoke.md").read_text())
+        return rc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check(args: argparse.Namespace, out_dir: Path, argv: list[str]) -> int:
+    """Every part into out_dir's gpu_check*.json / .md; 1 when a part failed."""
+    args.out_dir = out_dir
     args.out_dir.mkdir(parents=True, exist_ok=True)
     machine = machine_info([str(Path(__file__).relative_to(ROOT)), *argv])
     report = Report(args.out_dir, "gpu_check_cpu_smoke" if args.cpu_smoke else "gpu_check", machine)

@@ -10,14 +10,18 @@ is read. The selection criterion is fixed before the run: the mean over the
 development categories of the composite (0.5 image AUROC + 0.3 pixel AUROC +
 0.2 PRO) of validation and synthetic test, fused score, at the last epoch.
 
-    python bench/synth_dev.py  # or: masf data synth --size 256 ... (see RESULTS.md)
-    python bench/select_reading.py --data-root /tmp/dev256 --categories carpet bottle \\
-        --out bench/results/select_reading.json
+    masf-bench data synth --out /tmp/dev256 --size 256 ...  # the development data (see RESULTS.md)
+    python -m bench.select_reading --data-root /tmp/dev256 --categories carpet bottle \\
+        --out bench/results/select_reading.json [--smoke-test]
 
 Writes one JSON record per (training config, category, epoch, scoring option)
 as it goes; ``--table`` prints the tables of a finished (or partial) run:
 
-    python bench/select_reading.py --table --out bench/results/select_reading.json
+    python -m bench.select_reading --table --out bench/results/select_reading.json
+
+``--smoke-test``: the first two rungs on a small synthetic bottle (generated into a temporary
+folder), a random-init resnet18 at 32 px, one epoch of two steps, every scoring option of the
+last epoch; the records go to a temporary file (or --out) and the tables are printed.
 
 The criterion is computed over the categories that every compared option has.
 """
@@ -25,11 +29,13 @@ The criterion is computed over the categories that every compared option has.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -117,7 +123,7 @@ def tables(records: list[dict]) -> str:
     return "\n".join(out)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root")
     ap.add_argument("--categories", nargs="+", default=["carpet", "bottle"])
@@ -126,27 +132,49 @@ def main() -> None:
     ap.add_argument("--steps-per-epoch", type=int, default=30)
     ap.add_argument("--rungs", type=int, default=len(LADDER))
     ap.add_argument("--val-fraction", type=float, default=0.4, help="data.val_fraction of the development runs")
-    ap.add_argument("--out", default="bench/results/select_reading.json")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--out", default=None, help="the records (JSON); default bench/results/select_reading.json")
     ap.add_argument("--table", action="store_true", help="print the tables of --out and stop")
-    args = ap.parse_args()
-    out = Path(args.out)
-    if args.table:
-        print(tables(json.loads(out.read_text())))
+    ap.add_argument("--smoke-test", action="store_true",
+                    help="a cheap run of the same code (two rungs, tiny sizes, seconds); writes nothing into bench/results")
+    args = ap.parse_args(argv)
+    if args.smoke_test and not args.table:
+        from bench import smoke
+        from masf.config import parse_override
+
+        smoke.check_out(args.out)
+        with contextlib.ExitStack() as stack:
+            args.data_root = str(stack.enter_context(smoke.synthetic_data(["bottle"], size=64, n_train=10, n_test=8)))
+            if args.out is None:
+                args.out = str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="select-reading-"))) / "select_reading.json")
+            args.categories, args.epochs, args.steps_per_epoch, args.rungs, args.threads = ["bottle"], 1, 2, 2, 1
+            run(args, dict(parse_override(o) for o in smoke.TINY))
+            print(tables(json.loads(Path(args.out).read_text())))
         return
+    args.out = args.out or "bench/results/select_reading.json"
+    if args.table:
+        print(tables(json.loads(Path(args.out).read_text())))
+        return
+    run(args)
+
+
+def run(args: argparse.Namespace, base: Optional[dict] = None) -> None:
+    """Train and score every (rung, category) not done yet in args.out; ``base``: overrides under the script's own."""
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     records = json.loads(out.read_text()) if out.exists() else []
     # a (rung, category) counts as done when its last epoch was scored; partial ones are run again
     last_epoch = {(r["rung"], r["category"]) for r in records if "synth_test" in r}
     records = [r for r in records if (r["rung"], r["category"]) in last_epoch]
     done = last_epoch
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     switches: dict = {"model.reading": "spec"}
     for rung, (name, extra) in enumerate(LADDER[: args.rungs]):
         switches = {**switches, **extra}
         for category in args.categories:
             if (name, category) in done:
                 continue
-            cfg = build_config(args.preset, {**switches, "data.root": args.data_root, "data.category": category,
+            cfg = build_config(args.preset, {**(base or {}), **switches, "data.root": args.data_root, "data.category": category,
                                              "train.epochs": args.epochs, "train.steps_per_epoch": args.steps_per_epoch,
                                              "train.warmup_epochs": 1, "train.restart_epochs": args.epochs,
                                              "data.val_fraction": args.val_fraction})

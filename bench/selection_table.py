@@ -4,7 +4,9 @@ Rows are category x variant; for each selection (last, best_on_val, best_on_test
 image AUROC, pixel AUROC and PRO as mean ± std over the finished seeds, in %, from the
 same numbers the leaderboard shows (``masf.report.leaderboard.category_numbers``).
 
-    python -m bench.selection_table --experiment EXP [--sweep all] [--tracking-uri URI] [--out table.md]
+    python -m bench.selection_table --experiment EXP [--sweep all] [--tracking-uri URI] [--out table.md] [--smoke-test]
+
+--smoke-test: the same reading (it is cheap); --out may not point into bench/results.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import math
 from pathlib import Path
 
+from bench import smoke
 from bench.report import emit
 from masf.report import leaderboard as lb
 from masf.report.store import load_frame
@@ -28,13 +31,16 @@ def cell(r, m: str) -> str:
     return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiment", required=True)
     ap.add_argument("--sweep", default=None)
     ap.add_argument("--tracking-uri", default=None)
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
+    smoke.add_flag(ap)
+    args = ap.parse_args(argv)
+    if args.smoke_test:
+        smoke.check_out(args.out)
     df = load_frame(args.tracking_uri or default_tracking_uri(), args.experiment, args.sweep)
     head = "| category | variant | seeds |" + "".join(f" {s}: img / px / PRO |" for s in lb.SELECTIONS)
     lines = [f"Experiment {args.experiment}, sweeps {', '.join(df.attrs['sweeps'])}; values in %, mean ± std over seeds.", "",

@@ -14,7 +14,9 @@ The composite is the paper's 0.5 image AUROC + 0.3 pixel AUROC + 0.2 PRO. With f
 epochs or variants a rank correlation is coarse (4 points: rho in steps of 0.2);
 the tables say how many points each rho has.
 
-    python -m bench.val_ranking masf-runs/SWEEP [masf-runs/SWEEP2 ...] [--out ranking.md]
+    python -m bench.val_ranking masf-runs/SWEEP [masf-runs/SWEEP2 ...] [--out ranking.md] [--smoke-test]
+
+--smoke-test: the same reading (it is cheap); --out may not point into bench/results.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from bench import smoke
 from bench.report import emit
 from masf.runner.ray_tune import find_checkpoints
 
@@ -90,11 +93,14 @@ def variant_table(trials: list[dict]) -> tuple[list[str], list[float]]:
     return lines, rhos
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", type=Path, nargs="+")
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
+    smoke.add_flag(ap)
+    args = ap.parse_args(argv)
+    if args.smoke_test:
+        smoke.check_out(args.out)
     trials = load_trials(args.folders)
     ep, ep_rho = epoch_table(trials)
     va, va_rho = variant_table(trials)

@@ -30,7 +30,14 @@ OPERATIONAL_KEYS = frozenset({
     "eval.figures", "eval.heatmap_images", "eval.timing_images",
     "train.wall_limit_s", "train.stall_limit_s", "train.inject_hang_epoch",
     "data.dataset",  # a label of the data (masf/report/paper.py), not of what is computed
+    "train.feature_cache",  # whether the teacher's features are cached: on CPU nothing computed changes
 })
+# keys added after results were recorded, with the value that computes what was computed before they existed:
+# at that value a key is left out, so a config of before keeps its fingerprint (and its checkpoints, sweep names)
+ADDED_KEYS = {
+    "model.amfd.attention_dtype": "float32",
+    "eval.test_split": "every",
+}
 
 
 def _digest(obj: Any, n: int = 16) -> str:
@@ -55,7 +62,7 @@ def variant_fingerprint(name: str) -> str:
 def config_fingerprint(cfg: Union[Config, dict[str, Any]]) -> str:
     """16 hex digits of the resolved config (operational keys left out) and its variant's definition."""
     flat = flatten(cfg.to_dict() if isinstance(cfg, Config) else cfg)
-    kept = {k: v for k, v in flat.items() if k not in OPERATIONAL_KEYS}
+    kept = {k: v for k, v in flat.items() if k not in OPERATIONAL_KEYS and not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
     return _digest({"config": kept, "variant_definition": variant_definition(str(flat.get("variant")))})
 
 

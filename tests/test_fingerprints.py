@@ -126,3 +126,17 @@ def test_leaderboard_never_merges_another_definition_of_a_variant():
 def test_removed_key_says_why():
     with pytest.raises(ConfigError, match="config key 'train.bank_every' was removed: the banks depend only on the frozen teacher"):
         build_config(None, {"train.bank_every": 3})
+
+
+def test_keys_added_later_keep_the_fingerprints_of_before_at_their_old_behaviour():
+    from masf.config import build_config
+    from masf.fingerprint import ADDED_KEYS
+
+    # recorded before model.amfd.attention_dtype, eval.test_split and train.feature_cache existed
+    before = {("smoke", "full"): "8f79d4fc1274f543", ("cpu", "full"): "cc756ae8e459fa7c", ("paper", "patchcore"): "85b3c91ee13f74eb"}
+    for (preset, variant), fingerprint in before.items():
+        assert config_fingerprint(build_config(preset, variant=variant)) == fingerprint
+    for key, old in ADDED_KEYS.items():  # another value computes something else: another configuration
+        other = {"model.amfd.attention_dtype": "bfloat16", "eval.test_split": "selected"}[key]
+        assert other != old
+        assert config_fingerprint(build_config("smoke", [f"{key}={other}"])) != before[("smoke", "full")]

@@ -50,7 +50,7 @@ def run(
              "training and are scored from it (masf/trial/sharing.py); --no-share trains each trial alone."),
     feature_cache_gb: float = typer.Option(
         20.0, "--feature-cache-gb",
-        help="Keep the teacher's features in STORAGE/feature-cache up to this size, for every trial of the sweep (0: in memory only, per trial)."),
+        help="Keep the teacher's features in STORAGE/feature-cache up to this size (>= 0), for every trial of the sweep (0: in memory only, per trial; CUDA trials use it only with --set train.feature_cache=on)."),
     resume: bool = typer.Option(False, "--resume", help="Finish a stopped sweep (same arguments): only missing trials run."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Declare what the data is (data.dataset): mvtec_ad lets `leaderboard --paper` show the MASF paper's reported figures beside these results; never inferred from category names."),
     suite: Optional[str] = typer.Option(None, "--suite", help="A benchmark suite (bench/suites) or ablation grid (ablations/grids) by name, or a YAML path: its categories, variants, seeds and preset, where not given here."),

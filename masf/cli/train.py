@@ -30,12 +30,14 @@ def metrics_table(row: dict[str, Any], title: str) -> Table:
     """Test metrics of the three selections, and the final epoch's validation metrics."""
     has_val = "best_on_val/image_auroc" in row
     has_student = "student_only/image_auroc" in row
-    columns = (["last"] + (["best_on_val"] if has_val else []) + ["best_on_test"] + (["val"] if has_val else [])
+    has_best_on_test = "best_on_test/image_auroc" in row
+    columns = (["last"] + (["best_on_val"] if has_val else []) + (["best_on_test"] if has_best_on_test else []) + (["val"] if has_val else [])
                + (["student_only"] if has_student else []))
     notes = ["last: final epoch (headline)"]
     if has_val:
         notes.append(f"best_on_val: epoch {row['best_val_epoch']}, chosen on the validation split")
-    notes.append(f"best_on_test: epoch {row['best_epoch']}, chosen on the test split (optimistic)")
+    notes.append(f"best_on_test: epoch {row['best_epoch']}, chosen on the test split (optimistic)" if has_best_on_test else
+                 "best_on_test: not available (eval.test_split=selected scores the test split only where last and best_on_val need it)")
     if has_val:
         notes.append("val: the validation split (held-out normals + pseudo-anomalies), final epoch")
     if has_student:
@@ -62,7 +64,7 @@ def train(
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder of the trial (result.json, figures, checkpoint)."),
     resume: bool = typer.Option(True, "--resume/--restart", help="Continue from out/checkpoint.pt when it exists and belongs to this configuration (another configuration's checkpoint stops the trial); --restart discards it."),
-    feature_cache: Optional[Path] = typer.Option(None, "--feature-cache", help="Folder that keeps the teacher's features for later trials (default: in memory, for this trial only)."),
+    feature_cache: Optional[Path] = typer.Option(None, "--feature-cache", help="Folder that keeps the teacher's features for later trials (default: in memory, for this trial only; on CUDA only with --set train.feature_cache=on)."),
 ) -> None:
     """Train and evaluate one trial; print its metrics (last epoch, validation-selected and the paper's test-selected epoch)."""
     from masf.trial import run_trial  # torch and timm load here, not for --help

@@ -92,6 +92,10 @@ class AMFDConfig:
     attention_mask: bool = True  # keys at spatially hidden positions are left out of SSCA
     pos_encoding: Literal["none", "sincos"] = "sincos"  # 2-D sine-cosine code added to SSCA's queries and keys
     norm: Literal["batch", "group"] = "batch"  # the student's normalisation layers
+    # precision of SSCA's softmax attention (the trial's largest cost on CPU, bound by one exp per score):
+    # float32 (the default, exact as before) or bfloat16 (about 2.5x faster on CPU, scores and outputs
+    # rounded to bfloat16; an explicit choice, its numbers in bench/RESULTS.md beside float32's)
+    attention_dtype: Literal["float32", "bfloat16"] = "float32"
     # recompute the student's BatchNorm statistics on the training normals in the scoring regime
     # (test-time masks or none) before each evaluation
     bn_recalibration: bool = True
@@ -195,6 +199,11 @@ class TrainConfig:
     seed: int = 0
     bank_first_epoch: int = 1  # build the banks after this epoch (once: they depend only on the frozen teacher)
     threads: int = 0  # torch intra-op threads (0: leave torch's default)
+    # the teacher-feature cache (masf/method/feature_cache.py, masf/method/teacher.py). auto: used where the
+    # teacher runs one image at a time (CPU: metrics exactly equal with and without it), bypassed where it
+    # runs whole batches (CUDA); on: used on every device (on CUDA, features computed in other batches may
+    # differ in the last bits); off: never used
+    feature_cache: Literal["auto", "on", "off"] = "auto"
     # fault injection for testing the skip accounting end to end: this fraction of
     # training batches (seeded by step) get a NaN loss; 0 everywhere else
     inject_nonfinite: float = 0.0
@@ -211,6 +220,10 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     every: int = 1  # evaluate on the validation and test splits every this many epochs (and at the end)
+    # every: each evaluation scores validation and test (all three selections; the paper's best_on_test);
+    # selected: intermediate evaluations score validation only, the test split is scored at the end for
+    # the last epoch and the epoch validation picks (same numbers), best_on_test is not available
+    test_split: Literal["every", "selected"] = "every"
     pro_fpr_limit: float = 0.3
     # the paper's test-selected composite: 0.5 image AUROC + 0.3 pixel AUROC + 0.2 PRO
     composite_weights: list[float] = field(default_factory=lambda: [0.5, 0.3, 0.2])

@@ -154,7 +154,8 @@ class SSCA(nn.Module):
     code is added to Q and K, so that hidden queries are not all the same token.
     """
 
-    def __init__(self, channels: int, attn_dim: int = 256, heads: int = 4, attention_mask: bool = False, pos_encoding: str = "none"):
+    def __init__(self, channels: int, attn_dim: int = 256, heads: int = 4, attention_mask: bool = False, pos_encoding: str = "none",
+                 attention_dtype: str = "float32"):
         super().__init__()
         dim = min(channels, attn_dim)
         dim = -(-dim // heads) * heads  # divisible by the number of heads
@@ -165,6 +166,7 @@ class SSCA(nn.Module):
         self.dim = dim
         self.attention_mask = attention_mask
         self.pos_encoding = pos_encoding
+        self.attention_dtype = getattr(torch, attention_dtype)  # the softmax attention's precision
 
     def _tokens(self, t: torch.Tensor) -> torch.Tensor:
         """(B, d, H, W) -> (B, heads, H*W, d / heads); contiguous: the fused kernels need unit stride."""
@@ -184,11 +186,16 @@ class SSCA(nn.Module):
             code = sincos_2d(self.dim, h, w, q.device).to(q.dtype)
             q, k = q + code, k + code
         qt, kt, vt = self._tokens(q), self._tokens(k), self._tokens(v)
+        lowered = self.attention_dtype != torch.float32 and qt.dtype == torch.float32
+        if lowered:  # model.amfd.attention_dtype=bfloat16: an explicit precision choice
+            qt, kt, vt = qt.to(self.attention_dtype), kt.to(self.attention_dtype), vt.to(self.attention_dtype)
         if self.attention_mask and visible is not None:
             att = self._masked_attention(qt, kt, vt, visible.reshape(b, h * w) > 0.5)
         else:
             # fused kernel: never materialises the (H*W)^2 attention matrix at the largest scale
             att = F.scaled_dot_product_attention(qt, kt, vt)  # (B, heads, H*W, d / heads)
+        if lowered:
+            att = att.to(q.dtype)
         att = att.transpose(2, 3).reshape(b, self.dim, h, w)
         return q + self.out(att)
 
@@ -212,11 +219,11 @@ class Student(nn.Module):
 
     def __init__(
         self, channels: int, attn_dim: int = 256, heads: int = 4, freq_view: bool = True,
-        attention_mask: bool = False, pos_encoding: str = "none", norm: str = "batch",
+        attention_mask: bool = False, pos_encoding: str = "none", norm: str = "batch", attention_dtype: str = "float32",
     ):
         super().__init__()
         self.freq_view = freq_view
-        self.ssca = SSCA(channels, attn_dim, heads, attention_mask, pos_encoding)
+        self.ssca = SSCA(channels, attn_dim, heads, attention_mask, pos_encoding, attention_dtype)
         self.blocks = nn.Sequential(ResidualBlock(self.ssca.dim, norm), ResidualBlock(self.ssca.dim, norm))
         self.head = nn.Conv2d(self.ssca.dim, channels, 1)
 

@@ -57,7 +57,8 @@ class MASF(nn.Module):
         )
         self.students = (
             nn.ModuleList(
-                Student(c, a.attn_dim, a.heads, a.freq_view, a.attention_mask, a.pos_encoding, a.norm) for c in channels
+                Student(c, a.attn_dim, a.heads, a.freq_view, a.attention_mask, a.pos_encoding, a.norm, a.attention_dtype)
+                for c in channels
             )
             if a.enabled
             else None

@@ -21,7 +21,7 @@ from torch import nn
 
 from masf.config import TeacherConfig
 from masf.errors import WeightsError
-from masf.method.feature_cache import FeatureCache, tensor_digest
+from masf.method.feature_cache import FeatureCache, batch_digests, tensor_digest
 from masf.method.teacher_seen import remember
 
 PACKAGED_MODEL = "tf_efficientnet_lite0"
@@ -33,13 +33,28 @@ class Teacher(nn.Module):
     """Frozen multi-scale feature extractor.
 
     ``forward(x)`` takes images already normalised with ``self.mean`` / ``self.std``
-    (the datasets do that, see :class:`masf.data.mvtec.MVTecDataset`). It runs the
-    body one image at a time, so an image's features never depend on its batch, and
-    takes them from ``self.cache`` (masf/method/feature_cache.py) when it holds them.
+    (the datasets do that, see :class:`masf.data.mvtec.MVTecDataset`). Two paths,
+    chosen by ``self.batched`` (None, the default: batched on CUDA, per image elsewhere):
+
+    - per image (CPU): an image's features never depend on its batch, and come from
+      ``self.cache`` (masf/method/feature_cache.py) when it holds them. Metrics are exactly
+      equal with and without the cache. The images the cache lacks run through the body
+      together (at most ``CHUNK`` at once) only where that was checked to give, to the last
+      bit, what one image at a time gives: the first time a batch of a shape, size, dtype and
+      thread count comes, it runs both ways and the two are compared (``invariant``); where
+      they differ, that kind of batch runs one image at a time from then on.
+    - batched (CUDA): the body runs on the whole batch (TTSA views included: they arrive
+      as one batch). Features may differ in the last bits with the batch's composition
+      (cuDNN picks kernels per shape), so results are reproducible for the same batch
+      size and data order, not bit-identical to the per-image path or to other batch
+      sizes. The cache is bypassed unless ``self.cache_batched`` (config
+      ``train.feature_cache: on``); then the batch is hashed with one host copy, only
+      the images the cache lacks are computed (as one sub-batch), and cached features
+      (computed in other batches) may differ in the last bits from those computed now.
     """
 
     def __init__(self, body: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], name: str, weights_source: str,
-                 identity: Optional[dict] = None):
+                 identity: Optional[dict] = None, batched: Optional[bool] = None):
         super().__init__()
         self.body = body
         self.name = name
@@ -47,6 +62,11 @@ class Teacher(nn.Module):
         # what the features depend on besides the image (the cache namespace)
         self.identity = dict(identity or {"name": name, "weights": weights_source})
         self.cache: Optional[FeatureCache] = None
+        self.batched = batched  # None: batched on CUDA, per image elsewhere (see the class docstring)
+        self.cache_batched = False  # the batched path asks the cache too (train.feature_cache=on)
+        # per-image path: (batch shape, dtype, device, threads, autocast) -> whether a whole batch of it gives, to
+        # the last bit, the maps of one image at a time (checked on the first such batch)
+        self.invariant: dict[tuple, bool] = {}
         self.mean = tuple(float(m) for m in mean)  # input normalisation this backbone was trained with
         self.std = tuple(float(s) for s in std)
         self.channels: list[int] = list(body.feature_info.channels())
@@ -55,37 +75,93 @@ class Teacher(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
+    def runs_batched(self, device: torch.device) -> bool:
+        """Whether ``forward`` runs the body on whole batches on this device."""
+        return self.batched if self.batched is not None else device.type == "cuda"
+
     def train(self, mode: bool = True) -> "Teacher":
         # always eval: BatchNorm statistics of the teacher never move
         return super().train(False)
 
-    def namespace(self, device: torch.device) -> str:
-        """The cache namespace of features computed now: the teacher's identity, versions, device, autocast."""
+    def namespace(self, device: torch.device, batched: bool = False) -> str:
+        """The cache namespace of features computed now: the teacher's identity, versions, device, autocast
+        (and, for features of the batched path, that they come from a batch)."""
         autocast = torch.is_autocast_enabled(device.type) and str(torch.get_autocast_dtype(device.type))
+        extra = {"forward": "batched"} if batched else {}  # the per-image path keeps its namespace
         blob = json.dumps({**self.identity, "timm": timm.__version__, "torch": torch.__version__,
-                           "device": device.type, "autocast": autocast or "off"}, sort_keys=True)
+                           "device": device.type, "autocast": autocast or "off", **extra}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) normalised -> one (B, C_l, H / r_l, W / r_l) map per scale, float32."""
+        if self.runs_batched(x.device):
+            return self._forward_batched(x)
         cache = self.cache
         namespace = self.namespace(x.device) if cache is not None else ""
-        per_image = []
-        for i in range(x.shape[0]):
-            key = tensor_digest(x[i]) if cache is not None else ""
-            feats = cache.get(namespace, key) if cache is not None else None
-            if feats is None:
-                feats = [f.float() for f in self.body(x[i : i + 1])]
+        keys = [tensor_digest(x[i]) for i in range(x.shape[0])] if cache is not None else []
+        per_image: list[Optional[list[torch.Tensor]]] = [cache.get(namespace, k) for k in keys] if cache is not None \
+            else [None] * x.shape[0]
+        missing = [i for i, f in enumerate(per_image) if f is None]
+        for start in range(0, len(missing), self.CHUNK):
+            chunk = missing[start : start + self.CHUNK]
+            for i, feats in zip(chunk, self._exact(x[chunk])):
                 if cache is not None:
-                    cache.put(namespace, key, feats)
-            per_image.append([f.to(x.device) for f in feats])
-        return [torch.cat([p[j] for p in per_image]) for j in range(len(self.channels))]
+                    cache.put(namespace, keys[i], feats)
+                per_image[i] = feats
+        return [torch.cat([p[j].to(x.device) for p in per_image]) for j in range(len(self.channels))]
 
-    @torch.no_grad()
-    def batched(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The body on the whole batch, no cache (for timing a batched forward)."""
-        return [f.float() for f in self.body(x)]
+    CHUNK = 16  # images through the body at once on the per-image path, where that is exact
+
+    def _exact(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Each image's float32 maps, (1, C_l, h, w) per scale, exactly as one image at a time gives them."""
+        single = lambda i: [f.float() for f in self.body(x[i : i + 1])]  # noqa: E731
+        if x.shape[0] < 2:
+            return [single(i) for i in range(x.shape[0])]
+        autocast = torch.is_autocast_enabled(x.device.type)
+        kind = (tuple(x.shape), str(x.dtype), x.device.type, torch.get_num_threads(), autocast)
+        verdict = self.invariant.get(kind)
+        if verdict is False:
+            return [single(i) for i in range(x.shape[0])]
+        whole = [f.float() for f in self.body(x)]
+        split = [[m[i : i + 1] for m in whole] for i in range(x.shape[0])]
+        if verdict is None:  # the first batch of its kind: run it both ways and keep the per-image maps
+            singles = [single(i) for i in range(x.shape[0])]
+            self.invariant[kind] = all(torch.equal(a, b) for s, w in zip(singles, split) for a, b in zip(s, w))
+            return singles
+        return split
+
+    def _forward_batched(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The body on the whole batch; with ``cache_batched``, on the images the cache lacks."""
+        cache = self.cache if self.cache_batched else None
+        if cache is None or x.shape[0] == 0:
+            return [f.float() for f in self.body(x)]
+        namespace = self.namespace(x.device, batched=True)
+        keys = batch_digests(x)  # one host copy for the batch
+        found = [cache.get(namespace, k) for k in keys]
+        missing = [i for i, f in enumerate(found) if f is None]
+        if len(missing) == len(keys):
+            computed = [f.float() for f in self.body(x)]
+        elif missing:
+            computed = [f.float() for f in self.body(x[missing])]
+        else:
+            computed = []
+        if computed:
+            host = [f.cpu() for f in computed]  # one copy per map for all the batch's new entries
+            for n, i in enumerate(missing):
+                cache.put(namespace, keys[i], [h[n : n + 1] for h in host])
+        if not missing:
+            return [torch.cat([f[j] for f in found]).to(x.device) for j in range(len(self.channels))]
+        if len(missing) == len(keys):
+            return computed
+        hit = [i for i, f in enumerate(found) if f is not None]
+        out = []
+        for j, c in enumerate(computed):
+            m = c.new_empty((x.shape[0], *c.shape[1:]))
+            m[missing] = c
+            m[hit] = torch.cat([found[i][j] for i in hit]).to(x.device)
+            out.append(m)
+        return out
 
 
 def _packaged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

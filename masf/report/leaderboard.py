@@ -419,6 +419,9 @@ def _caption(df: pd.DataFrame, selection: str, extra: str) -> str:
         "best_on_val": ": each trial's epoch chosen on its validation split (held-out normals and pseudo-anomalies), test metrics of that epoch",
         "best_on_test": ": each trial's best epoch chosen on the test set, optimistic",
     }[selection]
+    if selection == "best_on_test" and "best_on_test_available" in done and done.best_on_test_available.eq(0).any():
+        sel += (f"; not available for {int(done.best_on_test_available.eq(0).sum())} trial(s): eval.test_split=selected scored "
+                "their test split only where last and best_on_val need it")
     return f"Selection: {sel}. {where}{_seeds(done.seed.unique().tolist()) if len(done) else 'no finished seeds'}; values in %; {extra}"
 
 

@@ -8,6 +8,7 @@ sweep's storage folder that is logged now (the driver died between the two).
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -41,7 +42,7 @@ RESULT_METRICS = (
     "best_epoch", "best_val_epoch", "skipped_batches", "skipped_steps", "total_batches", "train_seconds", "eval_seconds",
     "trial_seconds", "infer_ms_per_image", "infer_ms_per_image_ttsa", "test_images", "train_images", "val_images",
     "bank_seconds", "optimizer_steps", "calibration_images", "group_members", "feature_cache_hits", "feature_cache_misses",
-    "feature_cache_writes", "feature_cache_full", "trainable_parameters", "peak_rss_mb", "peak_cuda_mb",
+    "feature_cache_writes", "feature_cache_full", "feature_cache_rejected", "trainable_parameters", "peak_rss_mb", "peak_cuda_mb",
 )
 
 
@@ -71,6 +72,12 @@ class SweepOptions:
     share: bool = True
     # the teacher's features of the sweep's images, kept in STORAGE/feature-cache up to this size (0: in memory only)
     feature_cache_gb: float = 20.0
+
+    def __post_init__(self) -> None:
+        gb = self.feature_cache_gb
+        if not (isinstance(gb, (int, float)) and math.isfinite(gb) and gb >= 0):
+            shown = f"{gb:g}" if isinstance(gb, (int, float)) else repr(gb)
+            raise MasfError(f"--feature-cache-gb: must be a size in GB >= 0 (0: in memory only), got {shown}")
 
 
 @dataclass

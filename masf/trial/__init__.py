@@ -1,8 +1,10 @@
 """One trial, or one training group, as a plain function: no Ray, no MLflow, no screen.
 
 - ``run``: ``run_trial`` / ``run_group``: datasets, teacher, trainer, result row, files, figures;
-- ``trainer``: the training loop, checkpoints, the evaluations at chosen epochs;
+- ``trainer``: the training loop, checkpoints, the evaluations at chosen epochs; ``outcome``: its members
+  (the scorings of one trained model) and what each gets;
 - ``evaluation``: scoring a split and choosing an epoch (last, best_on_val, best_on_test);
+- ``deferred``: the test split scored only where a selection needs it (``eval.test_split=selected``);
 - ``sharing``: which trials share one training (scoring-only variants);
 - ``figures``: a trial's heatmaps, ROC curve, score histogram and training curves;
 - ``memory``: a trial's own peak resident memory.

@@ -45,7 +45,8 @@ from masf.trial.sharing import member_dir, training_fingerprint
 from masf.layout import RESULT, STATS_FILE
 from masf.records import save_statistics
 from masf.method.teacher import Teacher, build_teacher
-from masf.trial.trainer import CHECKPOINT, EpochCallback, Member, Trainer
+from masf.trial.outcome import Member
+from masf.trial.trainer import CHECKPOINT, EpochCallback, Trainer
 
 
 
@@ -158,7 +159,8 @@ def result_row(cfg: Config, outcome: Any, extra: dict[str, Any]) -> dict[str, An
     }
     row.update({f"last/{k}": outcome.last[k] for k in SELECTION_METRICS})
     row.update({f"best_on_val/{k}": outcome.best_on_val[k] for k in SELECTION_METRICS if k in outcome.best_on_val})
-    row.update({f"best_on_test/{k}": outcome.best_on_test[k] for k in SELECTION_METRICS})
+    row.update({f"best_on_test/{k}": outcome.best_on_test[k] for k in SELECTION_METRICS if k in outcome.best_on_test})
+    row["best_on_test_available"] = int(bool(outcome.best_on_test))  # 0: eval.test_split=selected scored test not every epoch
     row.update({f"val/{k}": outcome.val_last[k] for k in METRIC_KEYS if k in outcome.val_last})
     row.update(
         best_epoch=outcome.best_epoch,
@@ -259,7 +261,9 @@ def _run_measured(cfg: Config, members: Optional[list[tuple[str, Config]]], out_
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     teacher = cached_teacher(cfg.model.teacher)
-    teacher.cache = feature_cache
+    # train.feature_cache: auto uses the cache on the teacher's per-image path (CPU) only, on on every path
+    teacher.cache = feature_cache if cfg.train.feature_cache != "off" else None
+    teacher.cache_batched = cfg.train.feature_cache == "on"
     try:
         train_set, val_set, test_set = build_datasets(cfg, teacher.mean, teacher.std)
         torch.manual_seed(cfg.train.seed)  # model init does not depend on what ran before
@@ -300,7 +304,7 @@ def _run_measured(cfg: Config, members: Optional[list[tuple[str, Config]]], out_
                                    teacher, mdir, extra, start)
         return rows
     finally:
-        teacher.cache = None
+        teacher.cache, teacher.cache_batched = None, False
 
 
 def _finish(cfg: Config, model: torch.nn.Module, trainer: Trainer, outcome: Any, test_set: MVTecDataset, train_set: Any,

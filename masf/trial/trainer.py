@@ -19,7 +19,6 @@ import os
 import random
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -29,60 +28,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from masf.config import Config
 from masf.errors import MasfError, TrainingError
+from masf.trial.deferred import DeferredTests, scoring_state
+from masf.trial.outcome import Member, TrainOutcome
 from masf.trial.evaluation import Evaluation, composite, heatmap_indices, score_split, select_epoch
-from masf.fingerprint import config_fingerprint, trial_identity
+from masf.fingerprint import trial_identity
 from masf.metrics import METRIC_KEYS, SELECTION_METRICS, VAL_THRESHOLD_METRICS, f1_at, f1_threshold
 from masf.records import test_statistics
 
 CHECKPOINT = "checkpoint.pt"
 
 EpochCallback = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class TrainOutcome:
-    history: list[dict[str, Any]]
-    last: dict[str, float]  # test metrics of the final epoch
-    best_on_test: dict[str, float]
-    best_epoch: int  # the epoch best_on_test chose
-    final: Evaluation  # the final epoch on the test split
-    skipped_batches: int
-    total_batches: int
-    train_seconds: float
-    bank_stats: dict[str, float] = field(default_factory=dict)
-    best_on_val: dict[str, float] = field(default_factory=dict)  # empty without a validation split
-    best_val_epoch: Optional[int] = None
-    val_last: dict[str, float] = field(default_factory=dict)  # validation metrics of the final epoch
-    skipped_steps: int = 0  # optimiser steps skipped for a non-finite gradient (finite loss)
-    resumed_code: Optional[str] = None  # code fingerprint of a checkpoint resumed across a code change
-    # the final epoch's student maps alone (no TTSA): test metrics, and validation metrics (val/ keys)
-    student_only: dict[str, float] = field(default_factory=dict)
-    optimizer_steps: int = 0  # steps the optimiser took (batches less skipped batches and skipped steps)
-    calibration_shared: bool = False  # the selecting validation normals also calibrated (too few to split)
-    # selection -> per-image record of its test scoring (masf/records.py); a selection whose epoch was
-    # scored before a resume has none
-    test_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
-    trainable_parameters: int = 0
-
-
-@dataclass
-class Member:
-    """One scoring of the trained model: a trial of its own (config, detector sharing the trained modules).
-
-    A trial that trains alone is one member whose detector is the trained model; a group of variants
-    that differ only in how they score (masf/trial/sharing.py) are several members of one training.
-    """
-
-    name: Optional[str]
-    cfg: Config
-    model: torch.nn.Module
-    history: list[dict[str, Any]] = field(default_factory=list)  # the training records with this member's metrics
-    bank_stats: dict[str, float] = field(default_factory=dict)
-    test_stats: dict[int, dict[str, Any]] = field(default_factory=dict)  # epoch -> per-image test record (masf/records.py)
-
-    @property
-    def fingerprint(self) -> str:
-        return config_fingerprint(self.cfg)
 
 
 class CheckpointMismatch(MasfError):
@@ -199,6 +154,9 @@ class Trainer:
         self.train_history: list[dict[str, Any]] = [] if self.grouped else self.members[0].history
         self.epoch = 0
         self.bank_built = False
+        # eval.test_split=selected: intermediate evaluations score validation only (masf/trial/deferred.py)
+        self.test_every = cfg.eval.test_split == "every"
+        self.deferred = DeferredTests()
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -230,6 +188,7 @@ class Trainer:
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
             "history": self.train_history,
+            "deferred": self.deferred.state(),
         }
         if self.grouped:  # each member's history and fitted state (banks shared by members stored once)
             fitted, index = [], {}
@@ -290,6 +249,7 @@ class Trainer:
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.epoch = int(state["epoch"])
+        self.deferred.load_state(state.get("deferred", {}))
         if not self.grouped:
             self.members[0].history[:] = list(state["history"])
             return
@@ -436,50 +396,57 @@ class Trainer:
         return score_split(model or self.model, loader or self.test_loader, self.device, self.amp,
                            self.cfg.eval.pro_fpr_limit, keep=keep, **kwargs)
 
-    def evaluate_members(self) -> dict[Optional[str], tuple[Evaluation, dict[str, float]]]:
-        """:meth:`evaluate_splits` of every member. In a group the members share one memo of component maps
-        (masf/method/model.py): what two members compute alike (the student's cosine maps of the same
-        views, the bank's maps) is computed once and fused per member."""
+    def evaluate_members(self, test: bool = True, prepare: bool = True,
+                         members: Optional[list[Member]] = None) -> dict[Optional[str], tuple[Optional[Evaluation], dict[str, float]]]:
+        """:meth:`evaluate_splits` of every member (or of ``members``). In a group the members share one memo of
+        component maps (masf/method/model.py): what two members compute alike (the student's cosine maps of the
+        same views, the bank's maps) is computed once and fused per member."""
         memo: Optional[dict] = {} if self.grouped else None
         out, recalibrated = {}, False
-        for m in self.members:
+        for m in members if members is not None else self.members:
             if hasattr(m.model, "memo"):
                 m.model.memo = memo
             try:
-                out[m.name] = self.evaluate_splits(m.model, recalibrate=not recalibrated)
+                out[m.name] = self.evaluate_splits(m.model, recalibrate=not recalibrated, test=test, prepare=prepare)
             finally:
                 if hasattr(m.model, "memo"):
                     m.model.memo = None
             recalibrated = recalibrated or bool(getattr(m.model, "has_student", False))
         return out
 
-    def evaluate_splits(self, model: Optional[torch.nn.Module] = None, recalibrate: bool = True) -> tuple[Evaluation, dict[str, float]]:
+    def evaluate_splits(self, model: Optional[torch.nn.Module] = None, recalibrate: bool = True, test: bool = True,
+                        prepare: bool = True) -> tuple[Optional[Evaluation], dict[str, float]]:
         """The test evaluation and one flat record: test metrics, ``val/`` metrics, both composites, and with
-        a student its maps alone under ``student_only/`` (no TTSA, the same fusion over scales)."""
+        a student its maps alone under ``student_only/`` (no TTSA, the same fusion over scales).
+        ``test`` False: validation only (no test evaluation, None); ``prepare`` False: the detector's scoring
+        state is set already (a copy of an earlier epoch's, masf/trial/deferred.py)."""
         model = model or self.model
         weights = self.cfg.eval.composite_weights
-        record: dict[str, float] = self.prepare_scoring(model, recalibrate=recalibrate)
-        test = self.evaluate(model=model)
-        record.update(test.metrics)
+        record: dict[str, float] = self.prepare_scoring(model, recalibrate=recalibrate) if prepare else {}
+        tested = self.evaluate(model=model) if test else None
+        if tested is not None:
+            record.update(tested.metrics)
         if getattr(model, "has_student", False):
-            alone = self.evaluate(student_only=True, model=model)
-            record.update({f"student_only/{k}": v for k, v in alone.metrics.items()})
+            if tested is not None:
+                alone = self.evaluate(student_only=True, model=model)
+                record.update({f"student_only/{k}": v for k, v in alone.metrics.items()})
             if self.val_loader is not None:
                 alone = self.evaluate(loader=self.val_loader, student_only=True, model=model)
                 record.update({f"val/student_only/{k}": v for k, v in alone.metrics.items()})
-        record["composite"] = composite(test.metrics, weights)
-        record["eval_seconds"] = test.seconds
+        if tested is not None:
+            record["composite"] = composite(tested.metrics, weights)
+            record["eval_seconds"] = tested.seconds
         if self.val_loader is None:
             record.update(dict.fromkeys(VAL_THRESHOLD_METRICS, float("nan")))
-            return test, record
+            return tested, record
         val = self.evaluate(loader=self.val_loader, model=model)
-        # thresholds fixed on validation, then applied to test
-        record["image_f1_at_val_threshold"] = f1_at(test.image_scores, test.labels, f1_threshold(val.image_scores, val.labels))
-        record["pixel_f1_at_val_threshold"] = f1_at(test.maps, test.masks, f1_threshold(val.maps, val.masks))
+        if tested is not None:  # thresholds fixed on validation, then applied to test
+            record["image_f1_at_val_threshold"] = f1_at(tested.image_scores, tested.labels, f1_threshold(val.image_scores, val.labels))
+            record["pixel_f1_at_val_threshold"] = f1_at(tested.maps, tested.masks, f1_threshold(val.maps, val.masks))
         record.update({f"val/{k}": v for k, v in val.metrics.items()})
         record["val/composite"] = composite(val.metrics, weights)
         record["val_eval_seconds"] = val.seconds
-        return test, record
+        return tested, record
 
     # ------------------------------------------------------------ loop
 
@@ -519,9 +486,12 @@ class Trainer:
             record["epoch_seconds"] = time.perf_counter() - t0
             evaluated = {}
             if self.epoch < epochs and self.epoch % self.cfg.eval.every == 0 and self.bank_built:
-                evaluated = self.evaluate_members()
+                if self.test_every or self.val_loader is not None:  # (selected, no validation split: nothing to select)
+                    evaluated = self.evaluate_members(test=self.test_every)
                 self._keep_statistics(evaluated)
             self._append(record, evaluated)
+            if evaluated and not self.test_every:
+                self.deferred.remember(self.epoch, self.members)
             self.save_checkpoint()
             if self.on_epoch and self.epoch < epochs:  # the last epoch is reported with the final metrics
                 self.on_epoch(self._report())
@@ -539,6 +509,7 @@ class Trainer:
             self._append({"epoch": self.epoch, "skipped_batches": 0, "skipped_steps": 0, "batches": 0}, {})
         for m in self.members:
             m.history[-1].update({"epoch": self.epoch, **finals[m.name][1]})
+        self._score_deferred()
         if self.on_epoch:
             self.on_epoch(self._report(final=True))
         totals = dict(skipped_batches=skipped, total_batches=total, skipped_steps=skipped_steps, train_seconds=train_seconds,
@@ -546,29 +517,46 @@ class Trainer:
         self.outcomes = {m.name: self._outcome(m, *finals[m.name], totals) for m in self.members}
         return self.outcomes[self.members[0].name]
 
-    def _keep_statistics(self, evaluated: dict[Optional[str], tuple[Evaluation, dict[str, float]]]) -> None:
-        """Each member's per-image record of this epoch's test scoring (masf/records.py), for paired intervals."""
+    def _score_deferred(self) -> None:
+        """eval.test_split=selected: the test split of each best-on-validation epoch that is not the last, scored
+        from that epoch's copy of the scoring state (masf/trial/deferred.py); the final state is put back."""
+        final = None
+        for epoch in self.deferred.pending(self.members, self.epoch):
+            final = final or {m.name: scoring_state(m.model) for m in self.members}
+            needing = [m for m in self.members if (select_epoch(m.history, "val/composite") or {}).get("epoch") == epoch]
+            self.deferred.load(epoch, self.members)
+            evaluated = self.evaluate_members(prepare=False, members=needing)
+            self._keep_statistics(evaluated, epoch)
+            for m in needing:
+                next(h for h in m.history if h.get("epoch") == epoch).update(evaluated[m.name][1])
+        for m in self.members if final else ():
+            m.model.load_state_dict(final[m.name], strict=False)
+
+    def _keep_statistics(self, evaluated: dict[Optional[str], tuple[Optional[Evaluation], dict[str, float]]],
+                         epoch: Optional[int] = None) -> None:
+        """Each member's per-image record of an epoch's test scoring (masf/records.py), for paired intervals."""
         test_set = self.test_loader.dataset
         root = getattr(test_set, "root", ".")
         names = [os.path.relpath(s.image_path, root) for s in getattr(test_set, "samples", [])]
         for m in self.members:
-            if m.name in evaluated:
+            if m.name in evaluated and evaluated[m.name][0] is not None:
                 ev = evaluated[m.name][0]
-                m.test_stats[self.epoch] = test_statistics(ev.image_scores, ev.labels, ev.maps, ev.masks, self.cfg.eval.pro_fpr_limit,
+                m.test_stats[epoch or self.epoch] = test_statistics(ev.image_scores, ev.labels, ev.maps, ev.masks, self.cfg.eval.pro_fpr_limit,
                                                            images=names if len(names) == len(ev.labels) else None)
 
     def _outcome(self, m: Member, final: Evaluation, final_record: dict[str, float], totals: dict[str, Any]) -> TrainOutcome:
-        best = select_epoch(m.history, "composite")
+        best = select_epoch(m.history, "composite") if self.test_every else None  # (selected: not every epoch has test)
         by_val = select_epoch(m.history, "val/composite")
-        picked = {"last": self.epoch, "best_on_test": int(best["epoch"]), "best_on_val": int(by_val["epoch"]) if by_val else None}
+        picked = {"last": self.epoch, "best_on_test": int(best["epoch"]) if best else None,
+                  "best_on_val": int(by_val["epoch"]) if by_val else None}
         nan = float("nan")
         return TrainOutcome(
             history=m.history,
             test_stats={sel: m.test_stats[e] for sel, e in picked.items() if e in m.test_stats},
             trainable_parameters=sum(p.numel() for p in m.model.trainable_parameters()) if hasattr(m.model, "trainable_parameters") else 0,
             last={k: final_record[k] for k in SELECTION_METRICS},
-            best_on_test={k: float(best.get(k, nan)) for k in SELECTION_METRICS},
-            best_epoch=int(best["epoch"]),
+            best_on_test={k: float(best.get(k, nan)) for k in SELECTION_METRICS} if best else {},
+            best_epoch=int(best["epoch"]) if best else None,
             final=final,
             bank_stats=m.bank_stats,
             best_on_val={k: float(by_val.get(k, nan)) for k in SELECTION_METRICS} if by_val else {},

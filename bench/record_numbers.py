@@ -1,0 +1,90 @@
+"""Record every metric of `full`, `no_ttsa`, `bank_only`, `patchcore` and `padim` on small fixed cases, so that a
+speed change can be checked to leave the numbers as they were (tests/test_numbers.py compares against the file).
+
+Cases: the synthetic `bottle` (generated at 64 px, seed 0) and, where ../shared/data/real is beside the checkout,
+the real `metal_plate` and `wood`, each with the `smoke` preset (64 px, the packaged backbone, 2 epochs,
+evaluated every epoch, 3 TTSA views). `full`, `no_ttsa` and `bank_only` run as one training group, as a sweep
+runs them. The file also holds the CPU it was recorded on: float arithmetic can differ from one CPU to another.
+
+    python -m bench.record_numbers [--out tests/numbers_reference.json] [--cases bottle,metal_plate,wood] [--real-root DIR]
+    python -m bench.record_numbers --smoke-test     # the synthetic case only, printed, nothing written
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "numbers_reference.json"
+GROUP = ("full", "no_ttsa", "bank_only")
+ALONE = ("patchcore", "padim")
+SCORED = ("last/", "best_on_val/", "best_on_test/", "val/", "student_only/", "val/student_only/")
+OVERRIDES = ("eval.timing_images=0", "eval.figures=false")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def scored(row: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(row.items()) if k.startswith(SCORED)}
+
+
+def case_numbers(root: Path, category: str, work: Path, extra: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
+    """variant -> its scored metrics, on one category."""
+    from masf.config import build_config
+    from masf.trial.run import run_group, run_trial
+
+    overrides = [f"data.root={root}", f"data.category={category}", *OVERRIDES, *extra]
+    cfgs = {v: build_config("smoke", overrides, variant=v) for v in GROUP + ALONE}
+    rows = run_group(cfgs["full"], [(v, cfgs[v]) for v in GROUP], work / "group", group=f"{category}/full+2/seed0", lead_key="full")
+    for v in ALONE:
+        rows[v] = run_trial(cfgs[v], work / v)
+    return {v: scored(rows[v]) for v in GROUP + ALONE}
+
+
+def record(cases: list[str], extra: tuple[str, ...] = (), real: Path = REAL) -> dict[str, Any]:
+    from masf.data.synth import generate_dataset
+
+    out: dict[str, Any] = {"cpu": cpu_name(), "cases": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        synth = Path(tmp) / "synth"
+        if "bottle" in cases:
+            generate_dataset(synth, categories=["bottle"], seed=0, size=64, n_train=16, n_test=12)
+            out["cases"]["bottle"] = case_numbers(synth, "bottle", Path(tmp) / "bottle", extra)
+        for category in (c for c in cases if c != "bottle"):
+            if (real / category).is_dir():
+                out["cases"][category] = case_numbers(real, category, Path(tmp) / category, extra)
+    return out
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=REFERENCE)
+    ap.add_argument("--cases", default="bottle,metal_plate,wood")
+    ap.add_argument("--real-root", type=Path, default=REAL, help="the folder of the real categories")
+    ap.add_argument("--smoke-test", action="store_true", help="the synthetic case only, printed; nothing written")
+    args = ap.parse_args(argv)
+    numbers = record(["bottle"] if args.smoke_test else args.cases.split(","), real=args.real_root)
+    text = json.dumps(numbers, indent=1, sort_keys=True)
+    if args.smoke_test:
+        print(text[:2000])
+        return
+    args.out.write_text(text + "\n")
+    print(f"{sum(len(m) for c in numbers['cases'].values() for m in c.values())} numbers of "
+          f"{len(numbers['cases'])} case(s) written to {args.out} (CPU: {numbers['cpu']})")
+
+
+if __name__ == "__main__":
+    main()
