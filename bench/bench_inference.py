@@ -1,5 +1,6 @@
-"""Inference ms per image, side by side in one run: the `patchcore` baseline (PatchCore), MASF
-`full` without TTSA and with TTSA (n views), on the same backbone and images.
+"""Inference ms per image, side by side in one run: the `patchcore` baseline (PatchCore), MASF's banks alone
+(`bank_only`) and MASF `full`, each without TTSA and with TTSA (n views), `full` also with its attention in
+bfloat16 (``model.amfd.attention_dtype``), on the same backbone and images.
 
 Timing starts after a warm-up batch, covers `model.score` (teacher, SDM, student, bank
 search, fusion, blur) on batches of --batch images already in memory, and reports the
@@ -131,12 +132,21 @@ def main(argv: list[str] | None = None) -> None:
 def measure(args: argparse.Namespace) -> None:
     base, x = load(args, "patchcore")
     masf, _ = load(args, "full")
+    banks, _ = load(args, "bank_only")
+    with_bf16 = argparse.Namespace(**{**vars(args), "overrides": [*args.overrides, "model.amfd.attention_dtype=bfloat16"]})
+    lowered, _ = load(with_bf16, "full")
+    views = f"TTSA n={args.views}"
     rows = {
         "patchcore": time_score(base, x, False, args.batch, args.repeats),
+        "bank_only, no TTSA": time_score(banks, x, False, args.batch, args.repeats),
+        f"bank_only, {views}": time_score(banks, x, True, args.batch, args.repeats),
         "MASF full, no TTSA": time_score(masf, x, False, args.batch, args.repeats),
-        f"MASF full, TTSA n={args.views}": time_score(masf, x, True, args.batch, args.repeats),
+        f"MASF full, {views}": time_score(masf, x, True, args.batch, args.repeats),
+        "MASF full, no TTSA, bfloat16 attention": time_score(lowered, x, False, args.batch, args.repeats),
+        f"MASF full, {views}, bfloat16 attention": time_score(lowered, x, True, args.batch, args.repeats),
     }
     ref = rows["patchcore"]
+    same = lambda k: rows[f"bank_only, {views}" if "TTSA n=" in k else "bank_only, no TTSA"]  # noqa: E731
     lines = [
         f"- command: `python -m bench.bench_inference --category {args.category} --preset {args.preset} --views {args.views} "
         f"--batch {args.batch} --images {args.images} --repeats {args.repeats} --threads {args.threads}"
@@ -146,9 +156,9 @@ def measure(args: argparse.Namespace) -> None:
         f"- machine: {platform.machine()} CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
         f"date {time.strftime('%Y-%m-%d')}",
         "",
-        "| model | ms / image | x baseline |",
-        "|---|---:|---:|",
-    ] + [f"| {k} | {v:.1f} | {v / ref:.2f} |" for k, v in rows.items()]
+        "| model | ms / image | x patchcore | x bank_only (same TTSA) |",
+        "|---|---:|---:|---:|",
+    ] + [f"| {k} | {v:.1f} | {v / ref:.2f} | {v / same(k):.2f} |" for k, v in rows.items()]
     lines += ["", f"Where MASF's time goes (one batch of {min(args.batch, len(x))}, no TTSA):", "",
               "| stage | ms / image |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in breakdown(masf, x[: args.batch], args.repeats)]

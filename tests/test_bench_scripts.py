@@ -151,8 +151,10 @@ def test_bench_inference__smoke(capsys):
     out = capsys.readouterr().out
     assert "8 test images at 32 px; backbone resnet18 (none)" in out
     (base,), (plain,), (ttsa,) = cells(out, "patchcore"), cells(out, "MASF full, no TTSA"), cells(out, "MASF full, TTSA n=2")
-    assert number(base[2]) == 1.0
-    assert all(number(r[1]) > 0 for r in (base, plain, ttsa))
+    (banks,), (lowered,) = cells(out, "bank_only, no TTSA"), cells(out, "MASF full, TTSA n=2, bfloat16 attention")
+    assert number(base[2]) == 1.0 and number(banks[3]) == 1.0
+    assert all(number(r[1]) > 0 for r in (base, plain, ttsa, banks, lowered))
+    assert number(ttsa[3]) == pytest.approx(number(ttsa[1]) / number(cells(out, "bank_only, TTSA n=2")[0][1]), rel=0.05)  # printed rounded
     (total,) = cells(out, "**score(), no TTSA**")
     assert number(total[1]) > 0 and len(cells(out, "teacher")) == 1
 

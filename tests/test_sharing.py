@@ -136,3 +136,14 @@ def test_a_group_checkpoint_belongs_to_its_training(synth_root, tiny, tmp_path):
     with pytest.raises(CheckpointMismatch, match="belongs to another configuration") as err:
         run_group(other, [("bottle/full/seed3", other)], tmp_path, group="bottle/full+1/seed3", lead_key="bottle/full/seed3")
     assert "\n" not in str(err.value)
+
+
+def test_members_that_score_alike_but_for_ttsa_share_their_timings(synth_root, tiny, tmp_path):
+    one = {**tiny(synth_root), "train.epochs": 1, "eval.timing_images": 2}
+    cfgs = {v: build_config(None, one, variant=v) for v in ("full", "no_ttsa", "bank_only")}
+    rows = run_group(cfgs["full"], [(f"bottle/{v}/seed0", c) for v, c in cfgs.items()], tmp_path,
+                     group="bottle/full+2/seed0", lead_key="bottle/full/seed0")
+    full, no_ttsa, bank_only = (rows[f"bottle/{v}/seed0"] for v in cfgs)
+    for key in ("infer_ms_per_image", "infer_ms_per_image_ttsa"):  # timed once: the same computation
+        assert full[key] == no_ttsa[key] > 0
+        assert bank_only[key] > 0 and bank_only[key] != full[key]  # another scoring: timed on its own
