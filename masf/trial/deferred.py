@@ -41,20 +41,21 @@ class DeferredTests:
         """After an intermediate evaluation (validation only): keep the states of this epoch if any member's
         validation ranks it best so far; drop the states no member's best epoch needs any more."""
         members = list(members)
-        if any(self._best(m) == epoch for m in members):
+        if any(self.best(m) == epoch for m in members):
             self.states[epoch] = {self.key(m.name): scoring_state(m.model) for m in members}
-        needed = {self._best(m) for m in members}
+        needed = {self.best(m) for m in members}
         for e in [e for e in self.states if e not in needed]:
             del self.states[e]
 
     @staticmethod
-    def _best(member: Any) -> Optional[int]:
+    def best(member: Any) -> Optional[int]:
+        """The epoch a member's validation ranks best so far (the earliest on ties, as best_on_val picks)."""
         chosen = select_epoch(member.history, "val/composite")
         return int(chosen["epoch"]) if chosen is not None else None
 
     def pending(self, members: Iterable[Any], last: int) -> list[int]:
         """The epochs, other than ``last``, that some member's validation picks (their test still to score)."""
-        return sorted({e for e in (self._best(m) for m in members) if e is not None and e != last and e in self.states})
+        return sorted({e for e in (self.best(m) for m in members) if e is not None and e != last and e in self.states})
 
     def load(self, epoch: int, members: Iterable[Any]) -> None:
         for m in members:

@@ -523,7 +523,7 @@ class Trainer:
         final = None
         for epoch in self.deferred.pending(self.members, self.epoch):
             final = final or {m.name: scoring_state(m.model) for m in self.members}
-            needing = [m for m in self.members if (select_epoch(m.history, "val/composite") or {}).get("epoch") == epoch]
+            needing = [m for m in self.members if self.deferred.best(m) == epoch]
             self.deferred.load(epoch, self.members)
             evaluated = self.evaluate_members(prepare=False, members=needing)
             self._keep_statistics(evaluated, epoch)
