@@ -37,6 +37,13 @@ OPERATIONAL_KEYS = frozenset({
 ADDED_KEYS = {
     "model.amfd.attention_dtype": "float32",
     "eval.test_split": "every",
+    "model.samb.scales": None,
+    "model.ughf.bank_normalize": "same",
+    "model.ughf.scoring_weights": "learned",
+    "model.ttsa.aggregate": "mean",
+    "model.ttsa.calibration": "clean",
+    "data.pseudo": "standard",
+    "data.pseudo_per_normal": 1,
 }
 
 

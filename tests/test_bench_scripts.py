@@ -195,6 +195,34 @@ def test_select_reading__smoke(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_select_scoring__smoke(tmp_path, capsys):
+    from bench import select_scoring
+
+    out_file = tmp_path / "records.json"
+    select_scoring.main(["--smoke-test", "--out", str(out_file)])
+    records = json.loads(out_file.read_text())
+    stages = {r["stage"] for r in records}
+    assert {"fusion", "components", "ttsa-diagnostics", "done"} <= stages
+    assert {r["option"] for r in records if r["stage"] == "fusion"} == set(select_scoring.FUSION)
+    for r in records:
+        if r["stage"] in ("fusion", "components") or r["stage"].startswith("ttsa|"):
+            assert set(r["val"]) == {"standard", "hard"}
+            assert all(0.0 <= v[k] <= 1.0 for v in r["val"].values() for k in ("composite", *select_scoring.METRICS))
+    (diag,) = [r for r in records if r["stage"] == "ttsa-diagnostics"]
+    assert {(d["kind"], d["scale"]) for d in diag["val"]} == {(k, i) for k in ("cosine", "bank") for i in range(3)}
+    out = capsys.readouterr().out
+    fusion, ttsa = select_scoring.chosen(records)
+    assert f"Chosen by the criterion: fusion **{fusion}**, TTSA **{ttsa}**." in out
+    # the fusion table is ranked by its criterion column
+    table = out.split("### Fusion, no TTSA")[1].split("###")[0]
+    crit = [float(line.split("|")[-3]) for line in table.splitlines() if line.startswith("| ") and not line.startswith("| option")
+            and line.split("|")[-2].strip().isdigit()]
+    assert len(crit) == len(select_scoring.FUSION) and crit == sorted(crit, reverse=True)
+    select_scoring.main(["--table", "--out", str(out_file)])  # the tables of a finished run, read back
+    assert "Chosen by the criterion" in capsys.readouterr().out
+
+
+@pytest.mark.slow
 def test_synth_difficulty__smoke(tmp_path, capsys):
     from bench import synth_difficulty
 

@@ -132,11 +132,15 @@ def test_keys_added_later_keep_the_fingerprints_of_before_at_their_old_behaviour
     from masf.config import build_config
     from masf.fingerprint import ADDED_KEYS
 
-    # recorded before model.amfd.attention_dtype, eval.test_split and train.feature_cache existed
+    # recorded before model.amfd.attention_dtype, eval.test_split, train.feature_cache and the scoring options
+    # existed, when the default reading was masked (the validated reading computes something else: new fingerprints)
     before = {("smoke", "full"): "8f79d4fc1274f543", ("cpu", "full"): "cc756ae8e459fa7c", ("paper", "patchcore"): "85b3c91ee13f74eb"}
     for (preset, variant), fingerprint in before.items():
-        assert config_fingerprint(build_config(preset, variant=variant)) == fingerprint
+        assert config_fingerprint(build_config(preset, ["model.reading=masked"], variant=variant)) == fingerprint
+    assert config_fingerprint(build_config("smoke", variant="full")) != before[("smoke", "full")]
     for key, old in ADDED_KEYS.items():  # another value computes something else: another configuration
-        other = {"model.amfd.attention_dtype": "bfloat16", "eval.test_split": "selected"}[key]
+        other = {"model.amfd.attention_dtype": "bfloat16", "eval.test_split": "selected", "model.samb.scales": [1, 2],
+                 "model.ughf.bank_normalize": "fused", "model.ughf.scoring_weights": "equal", "model.ttsa.aggregate": "min",
+                 "model.ttsa.calibration": "views", "data.pseudo": "hard", "data.pseudo_per_normal": 2}[key]
         assert other != old
-        assert config_fingerprint(build_config("smoke", [f"{key}={other}"])) != before[("smoke", "full")]
+        assert config_fingerprint(build_config("smoke", ["model.reading=masked", f"{key}={other}"])) != before[("smoke", "full")]

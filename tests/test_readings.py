@@ -61,7 +61,7 @@ def test_a_reading_is_an_overlay_that_combines_with_every_variant(variant):
 
 
 def test_unknown_reading_is_a_one_line_error_naming_the_key():
-    with pytest.raises(ConfigError, match=r"model\.reading: unknown reading 'literal' \(known: spec, masked\)"):
+    with pytest.raises(ConfigError, match=r"model\.reading: unknown reading 'literal' \(known: spec, masked, validated\)"):
         build_config(None, {"model.reading": "literal"})
 
 
@@ -209,8 +209,8 @@ def test_quantile_normalisation_maps_calibration_quantiles_to_0_and_1():
     import numpy as np
 
     for i in range(m.scales):
-        for maps, ranges in ((cos, m.cos_range), (banks, m.bank_range)):
-            normed = m._normalised(maps, ranges)[i].numpy().ravel()
+        for maps, kind in ((cos, "cosine"), (banks, "bank")):
+            normed = m._normalised(maps, kind)[i].numpy().ravel()
             lo, hi = np.quantile(normed, m.cfg.ughf.quantiles)
             assert abs(lo) < 1e-4 and abs(hi - 1.0) < 1e-4
 

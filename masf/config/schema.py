@@ -45,6 +45,13 @@ class DataConfig:
     # they are kept out of the validation split that selects (best_on_val, thresholds), for every
     # reading and method alike, so that every trial selects on the same images
     calibration_share: float = 0.5
+    # the validation split's pseudo-anomalies (masf/data/pseudo.py). standard: as drawn so far; hard:
+    # smaller (a fraction of the standard area) and fainter (blended in at an opacity of 0.35-0.75), as
+    # real defects often are, so that validation can rank scoring options instead of saturating
+    pseudo: Literal["standard", "hard"] = "standard"
+    # pseudo-anomalies per validation normal (of different kinds, each seeded by the normal and the draw):
+    # n validation normals and n * pseudo_per_normal anomalies
+    pseudo_per_normal: int = 1
     # what the data is, declared by the user: "mvtec_ad" lets the leaderboard show the MASF paper's
     # reported figures beside these results (masf/report/paper.py); a label, it changes no computation
     dataset: str = ""
@@ -111,6 +118,9 @@ class SAMBConfig:
     projection_dim: int = 128  # seeded random projection used for coreset selection
     k: int = 3  # bank score = mean distance to the k nearest prototypes
     device: Literal["auto", "cpu", "gpu"] = "auto"  # FAISS index placement
+    # the scales (positions in the teacher's maps; -1 the coarsest, -2 the next) whose bank map enters the
+    # fused score; None: every scale. The bank's fused map is the UGHF-weighted mean over these scales alone
+    scales: Optional[list[int]] = field(default_factory=lambda: [-2, -1])
 
 
 @dataclass
@@ -123,10 +133,17 @@ class UGHFConfig:
     # the running average of L_l, the optimum of exp(-v) L + v
     log_var_form: Literal["parameter", "closed_form"] = "closed_form"
     log_var_lr: Optional[float] = None
-    # none: the maps are fused raw; quantile: each scale's cosine and bank map is mapped by
-    # (m - q_lo) / (q_hi - q_lo) with its quantiles on the calibration normals (data.calibration_share)
-    normalize: Literal["none", "quantile"] = "quantile"
+    # how each component's maps are put on one scale before the cos_weight / bank_weight mix. none: raw;
+    # quantile: each scale's map by (m - q_lo) / (q_hi - q_lo) with its own quantiles on the calibration
+    # normals (data.calibration_share); fused: the component's UGHF-fused map over the scales, by its
+    # quantiles (the scales keep their raw proportions). normalize is the cosine's, and the bank's too
+    # unless bank_normalize says otherwise
+    normalize: Literal["none", "quantile", "fused"] = "quantile"
+    bank_normalize: Literal["same", "none", "quantile", "fused"] = "same"
     quantiles: list[float] = field(default_factory=lambda: [0.9, 0.995])
+    # the per-scale weights of the fused map: learned (UGHF's, softmax(-v)) or equal (1 / L); training
+    # is the same either way
+    scoring_weights: Literal["learned", "equal"] = "learned"
 
 
 @dataclass
@@ -138,7 +155,14 @@ class TTSAConfig:
     # hermitian: odd-symmetric phase noise, real views (std as given); literal: the spec's
     # Re(ifft2(...)) with i.i.d. noise (effective std about phase_std / sqrt 2); see masf/method/ttsa.py
     noise: Literal["hermitian", "literal"] = "literal"
-    include_clean: bool = False  # the unperturbed image is one of the n views
+    include_clean: bool = True  # the unperturbed image is one of the n views
+    # how the views' maps are combined: mean (the paper's average), median, or min (a position is as
+    # anomalous as its least anomalous view: a view whose noise raises a normal region cannot)
+    aggregate: Literal["mean", "median", "min"] = "median"
+    # clean: every view is scored as a clean image is; views: each view's cosine and bank maps are first
+    # mapped onto the clean image's scale by that view's quantiles on the calibration normals (the same
+    # noise applied to them), so a view is compared with the same view of the fitting normals
+    calibration: Literal["clean", "views"] = "clean"
 
 
 @dataclass
@@ -172,7 +196,7 @@ class ModelConfig:
     method: Literal["masf", "patchcore", "padim"] = "masf"
     # how MASF's paper is read where it is ambiguous (masf/config/readings.py): an overlay of the keys
     # below, applied before the preset, the variant and --set
-    reading: str = "masked"
+    reading: str = "validated"
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     sdm: SDMConfig = field(default_factory=SDMConfig)
     amfd: AMFDConfig = field(default_factory=AMFDConfig)
@@ -397,6 +421,7 @@ def validate(cfg: Config) -> None:
         ("data.eval_batch_size", cfg.data.eval_batch_size >= 1, "must be >= 1"),
         ("data.val_fraction", 0.0 <= cfg.data.val_fraction < 1.0, "must be in [0, 1)"),
         ("data.calibration_share", 0.0 <= cfg.data.calibration_share < 1.0, "must be in [0, 1)"),
+        ("data.pseudo_per_normal", cfg.data.pseudo_per_normal >= 1, "must be >= 1"),
         ("train.steps_per_epoch", cfg.train.steps_per_epoch is None or cfg.train.steps_per_epoch >= 1, "must be >= 1 or null"),
         ("model.ughf.quantiles", len(cfg.model.ughf.quantiles) == 2 and 0.0 <= cfg.model.ughf.quantiles[0] < cfg.model.ughf.quantiles[1] <= 1.0,
          "needs two quantiles 0 <= lo < hi <= 1"),
@@ -411,6 +436,10 @@ def validate(cfg: Config) -> None:
         ("model.samb.k", cfg.model.samb.k >= 1, "must be >= 1"),
         ("model.samb.local_avg", cfg.model.samb.local_avg % 2 == 1, "must be odd"),
         ("model.ttsa.views", cfg.model.ttsa.views >= 1, "must be >= 1"),
+        ("model.ttsa.phase_std", cfg.model.ttsa.phase_std >= 0, "must be >= 0"),
+        ("model.samb.scales", cfg.model.samb.scales is None or (len(cfg.model.samb.scales) >= 1
+                                                                 and len(set(cfg.model.samb.scales)) == len(cfg.model.samb.scales)),
+         "needs distinct scale positions (-1: the coarsest), or null"),
         ("model.patchcore.layers", len(cfg.model.patchcore.layers) >= 1, "needs at least one teacher map"),
         ("model.patchcore.local_avg", cfg.model.patchcore.local_avg % 2 == 1, "must be odd"),
         ("model.patchcore.coreset_ratio", 0.0 < cfg.model.patchcore.coreset_ratio <= 1.0, "must be in (0, 1]"),

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masf.config import ModelConfig
+from masf.errors import ConfigError
 from masf.method.amfd import (
     Student,
     complementary_parts,
@@ -78,6 +79,17 @@ class MASF(nn.Module):
         self.register_buffer("bank_range", torch.tensor([[0.0, 1.0]] * self.scales))
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
         t = cfg.ttsa
+        # only where the config uses them (checkpoints of other configs keep their keys): the (lo, hi) of each
+        # component's fused map (ughf.normalize=fused), and of each TTSA view's per-scale maps (ttsa.calibration=views)
+        if "fused" in (self._norm_mode("cosine"), self._norm_mode("bank")):
+            self.register_buffer("fused_range", torch.tensor([[0.0, 1.0]] * 2))
+        if t.calibration == "views":
+            self.register_buffer("view_cos_range", torch.tensor([[[0.0, 1.0]] * self.scales] * t.views))
+            self.register_buffer("view_bank_range", torch.tensor([[[0.0, 1.0]] * self.scales] * t.views))
+            self.register_buffer("views_calibrated", torch.zeros((), dtype=torch.bool))
+        if self.banks is not None and s.scales is not None and (max(s.scales) >= self.scales or not self._scales_of("bank")):
+            raise ConfigError(f"model.samb.scales: {s.scales} names a scale the teacher does not have "
+                              f"(it has {self.scales}: 0..{self.scales - 1}, or -1 the coarsest, -2 the next, ...)")
         self.ttsa_seed = t.seed
         self.test_mask_seed = seed + 7919
         self.loss_terms: dict[str, float] = {}  # the last training batch's terms, per scale
@@ -181,10 +193,21 @@ class MASF(nn.Module):
 
     # ------------------------------------------------------------ scoring regime
 
+    def _norm_mode(self, kind: str) -> str:
+        """How the ``kind`` ("cosine" or "bank") component's maps are normalised (ughf.normalize, bank_normalize)."""
+        u = self.cfg.ughf
+        return u.bank_normalize if kind == "bank" and u.bank_normalize != "same" else u.normalize
+
+    @property
+    def _calibrates_views(self) -> bool:
+        """Whether the TTSA views are calibrated on their own (ttsa.calibration=views, TTSA on)."""
+        return self.cfg.ttsa.enabled and self.cfg.ttsa.calibration == "views"
+
     @property
     def calibrates(self) -> bool:
-        """Whether scoring needs calibration normals (per-scale quantile normalisation)."""
-        return self.cfg.ughf.normalize == "quantile"
+        """Whether scoring needs calibration normals (a normalisation other than none, per-view TTSA calibration)."""
+        return ((self.students is not None and self._norm_mode("cosine") != "none")
+                or (self.banks is not None and self._norm_mode("bank") != "none") or self._calibrates_views)
 
     @torch.no_grad()
     def prepare_scoring(self, train_images: Callable[[], Iterable[torch.Tensor]], calibration_images: Callable[[], Iterable[torch.Tensor]],
@@ -226,33 +249,67 @@ class MASF(nn.Module):
 
     @torch.no_grad()
     def calibrate(self, images: Iterable[torch.Tensor]) -> dict[str, float]:
-        """Per-scale quantiles (lo, hi) of the cosine and bank maps of ``images`` (no TTSA)."""
+        """Quantiles (lo, hi) on the calibration normals ``images``: of each scale's cosine and bank maps (no
+        TTSA); with a ``fused`` normalisation, of each such component's fused map; with ``ttsa.calibration``
+        views, of each TTSA view's per-scale maps (the views made of these normals)."""
         self.eval()
-        cos: list[list[np.ndarray]] = [[] for _ in range(self.scales)]
-        bank: list[list[np.ndarray]] = [[] for _ in range(self.scales)]
+        kinds = ("cosine", "bank")
+        fused_kinds = [k for k in kinds if self._norm_mode(k) == "fused"]
+        views = self.cfg.ttsa.views if self._calibrates_views else 0
+        clean: dict[str, list[list[np.ndarray]]] = {k: [[] for _ in range(self.scales)] for k in kinds}
+        fused: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+        per_view: dict[str, list[list[list[np.ndarray]]]] = {k: [[[] for _ in range(self.scales)] for _ in range(views)] for k in kinds}
+        flat = lambda t: t.float().cpu().numpy().ravel()  # noqa: E731
         n = 0
         for x in images:
             n += x.shape[0]
-            c, b = self._components(x, image_seeds(x, self.test_mask_seed))
-            for i in range(self.scales):
-                if c is not None:
-                    cos[i].append(c[i].float().cpu().numpy().ravel())
-                if b is not None:
-                    bank[i].append(b[i].float().cpu().numpy().ravel())
+            for kind, maps in zip(kinds, self._components(x, image_seeds(x, self.test_mask_seed))):
+                if maps is None:
+                    continue
+                for i in self._scales_of(kind):
+                    clean[kind][i].append(flat(maps[i]))
+                if kind in fused_kinds:
+                    fused[kind].append(flat(self._fused_component(maps, kind, x.shape[-2:])))
+            if views:
+                vx, seeds = self._ttsa_views(x)
+                for kind, maps in zip(kinds, self._components(vx, seeds)):
+                    if maps is None:
+                        continue
+                    for i in self._scales_of(kind):
+                        by_view = maps[i].view(views, x.shape[0], *maps[i].shape[1:])
+                        for k in range(views):
+                            per_view[kind][k][i].append(flat(by_view[k]))
         if n == 0:
-            raise RuntimeError("model.ughf.normalize=quantile needs calibration normals, and none were given")
+            raise RuntimeError("scoring calibrates on held-out normals (model.ughf.normalize, model.ttsa.calibration), "
+                               "and none were given")
         q = self.cfg.ughf.quantiles
+
+        def quantiles(values: list[np.ndarray]) -> tuple[float, float]:
+            lo, hi = np.quantile(np.concatenate(values), q)
+            return float(lo), max(float(hi), float(lo) + 1e-6)
+
         out = {}
-        for name, values, target in (("cosine", cos, self.cos_range), ("bank", bank, self.bank_range)):
-            for i, v in enumerate(values):
+        for name, target in (("cosine", self.cos_range), ("bank", self.bank_range)):
+            for i, v in enumerate(clean[name]):
                 if not v:
                     continue
-                lo, hi = np.quantile(np.concatenate(v), q)
-                hi = max(float(hi), float(lo) + 1e-6)
-                target[i] = torch.tensor([float(lo), hi])
-                out[f"calib/scale{i}_{name}_lo"], out[f"calib/scale{i}_{name}_hi"] = float(lo), hi
+                lo, hi = quantiles(v)
+                target[i] = torch.tensor([lo, hi])
+                out[f"calib/scale{i}_{name}_lo"], out[f"calib/scale{i}_{name}_hi"] = lo, hi
+            if fused[name]:
+                lo, hi = quantiles(fused[name])
+                self.fused_range[kinds.index(name)] = torch.tensor([lo, hi])
+                out[f"calib/fused_{name}_lo"], out[f"calib/fused_{name}_hi"] = lo, hi
+            target_views = getattr(self, f"view_{'cos' if name == 'cosine' else 'bank'}_range", None)
+            for k in range(views):
+                for i, v in enumerate(per_view[name][k]):
+                    if v:
+                        target_views[k, i] = torch.tensor(quantiles(v))
         self.calibrated.fill_(True)
+        if views:
+            self.views_calibrated.fill_(True)
         return out
+
 
     # ------------------------------------------------------------ scoring
 
@@ -264,6 +321,50 @@ class MASF(nn.Module):
         if total <= 0:
             raise ValueError("model.ughf.cos_weight and bank_weight give the present components zero weight")
         return wc / total, wb / total
+
+    def _scale_weights(self) -> torch.Tensor:
+        """(L,) the weights of the scales in the fused map (ughf.scoring_weights)."""
+        if self.cfg.ughf.scoring_weights == "equal":
+            return torch.full((self.scales,), 1.0 / self.scales)
+        return self.ughf.weights().detach()
+
+    def _fuse(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        if self.cfg.ughf.scoring_weights == "equal":
+            return self.ughf.fuse(maps, self._scale_weights())
+        return self.ughf.fuse(maps)
+
+    def _scales_of(self, kind: str) -> list[int]:
+        """The scales at which component ``kind`` enters the score (the bank: samb.scales)."""
+        if kind == "bank" and self.cfg.samb.scales is not None:
+            # -1 is the coarsest scale, -2 the next, ...; a negative position beyond the teacher's scales is left out
+            # (the last two scales of a two-scale teacher are all of them)
+            return sorted({i if i >= 0 else self.scales + i for i in self.cfg.samb.scales if -self.scales <= i < self.scales})
+        return list(range(self.scales))
+
+    def _bank_factors(self) -> list[float]:
+        """Per scale, what the bank's map is multiplied by so that over the scales its fused map is the weighted
+        mean over ``samb.scales`` alone: 1 / (their summed weight) at those scales, 0 elsewhere."""
+        scales = self._scales_of("bank")
+        w = self._scale_weights().tolist()
+        total = sum(w[i] for i in scales)
+        return [1.0 / total if i in scales else 0.0 for i in range(self.scales)]
+
+    def _fused_component(self, maps: list[torch.Tensor], kind: str, size) -> torch.Tensor:
+        """One component's raw per-scale maps (B, h_l, w_l) -> its fused map (B, H, W) at ``size``."""
+        w = self._scale_weights().tolist()
+        factors = self._bank_factors() if kind == "bank" else [1.0] * self.scales
+        up = lambda m: F.interpolate(m.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)  # noqa: E731
+        return sum(w[i] * factors[i] * up(maps[i].float()) for i in self._scales_of(kind))
+
+    def _ttsa_views(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[list[int]]]:
+        """The n TTSA views of ``x`` (n * B, view-major) and their test-time mask seeds (seeded by the images)."""
+        t = self.cfg.ttsa
+        eps = phase_noise(t.views, x.shape[1], x.shape[2], x.shape[3], t.phase_std, self.ttsa_seed, t.noise, t.include_clean)
+        seeds = None
+        if self.cfg.amfd.test_masking and self.students is not None:
+            base = image_seeds(x, self.test_mask_seed)
+            seeds = [(s + 1_000_003 * k) & 0xFFFFFFFF for k in range(t.views) for s in base]
+        return phase_views(x, eps), seeds
 
     @torch.no_grad()
     def _cosine_maps(self, feats: list[torch.Tensor], seeds: list[int]) -> list[torch.Tensor]:
@@ -305,7 +406,8 @@ class MASF(nn.Module):
 
     @torch.no_grad()
     def _components(self, x: torch.Tensor, seeds: Optional[list[int]] = None, bank: bool = True) -> tuple[Optional[list], Optional[list]]:
-        """Normalised images -> (per-scale cosine maps or None, per-scale bank maps or None), at feature resolution."""
+        """Normalised images -> (per-scale cosine maps or None, per-scale bank maps or None), at feature resolution.
+        A bank map at a scale outside ``samb.scales`` is zero (not computed)."""
         memo = self.memo
         digest = tensor_digest(x) if memo is not None else ""
         feats: list[torch.Tensor] = []
@@ -327,61 +429,95 @@ class MASF(nn.Module):
         if self.banks is not None and bank:
             if not all(b.fitted for b in self.banks):
                 raise RuntimeError("score() before build_banks()")
-            key = ("bank", id(self.banks), digest)
+            scales = self._scales_of("bank")
+            key = ("bank", id(self.banks), digest, tuple(scales))
             banks = memo.get(key) if memo is not None else None
             if banks is None:
-                banks = [b.score(t) for b, t in zip(self.banks, teacher())]
+                banks = [b.score(t) if i in scales else t.new_zeros(t.shape[0], *t.shape[-2:])
+                         for i, (b, t) in enumerate(zip(self.banks, teacher()))]
                 if memo is not None:
                     memo[key] = banks
         return cos, banks
 
-    def _normalised(self, maps: list[torch.Tensor], ranges: torch.Tensor) -> list[torch.Tensor]:
-        if self.cfg.ughf.normalize != "quantile":
+    def _normalised(self, maps: list[torch.Tensor], kind: str) -> list[torch.Tensor]:
+        """Component ``kind``'s per-scale maps on the scale its normalisation gives them (ughf.normalize)."""
+        mode = self._norm_mode(kind)
+        if mode == "none":
             return maps
         if not bool(self.calibrated):
-            raise RuntimeError("score() before calibrate(): model.ughf.normalize=quantile needs calibration normals")
-        r = ranges.to(maps[0].device)
+            raise RuntimeError("score() before calibrate(): model.ughf.normalize needs calibration normals")
+        if mode == "fused":
+            lo, hi = self.fused_range[("cosine", "bank").index(kind)].to(maps[0].device)
+            return [(m - lo) / (hi - lo) for m in maps]
+        r = (self.cos_range if kind == "cosine" else self.bank_range).to(maps[0].device)
         return [(m - r[i, 0]) / (r[i, 1] - r[i, 0]) for i, m in enumerate(maps)]
 
+    def _aligned(self, maps: list[torch.Tensor], kind: str, views: int) -> list[torch.Tensor]:
+        """TTSA views' raw maps (n * B, h, w), view-major, each mapped onto the clean image's scale by its view's
+        calibration quantiles: (m - lo_k) / (hi_k - lo_k) * (hi - lo) + lo."""
+        clean = (self.cos_range if kind == "cosine" else self.bank_range).to(maps[0].device)
+        per_view = (self.view_cos_range if kind == "cosine" else self.view_bank_range).to(maps[0].device)
+        out = []
+        for i, m in enumerate(maps):
+            lo_k, hi_k = per_view[:, i, 0].view(-1, 1, 1, 1), per_view[:, i, 1].view(-1, 1, 1, 1)
+            lo, hi = clean[i, 0], clean[i, 1]
+            v = m.view(views, -1, *m.shape[1:])
+            out.append(((v - lo_k) / (hi_k - lo_k) * (hi - lo) + lo).view_as(m))
+        return out
+
     @torch.no_grad()
-    def _view_maps(self, x: torch.Tensor, seeds: Optional[list[int]] = None, student_only: bool = False) -> list[torch.Tensor]:
+    def _view_maps(self, x: torch.Tensor, seeds: Optional[list[int]] = None, student_only: bool = False,
+                   views: int = 0) -> list[torch.Tensor]:
         """Normalised images (B, 3, H, W) -> per-scale s_l at input resolution, L x (B, H, W).
 
         ``seeds``: one per image for test-time masks (default: from the images' pixels).
-        ``student_only``: s_l is the (normalised) cosine map alone.
+        ``student_only``: s_l is the (normalised) cosine map alone. ``views``: ``x`` holds that many TTSA
+        views (view-major), aligned on the clean scale where they were calibrated (ttsa.calibration=views).
         """
         size = x.shape[-2:]
         wc, wb = (1.0, 0.0) if student_only else self._component_weights()
         cos, banks = self._components(x, seeds, bank=wb > 0)
+        if views and bool(getattr(self, "views_calibrated", False)):
+            cos = self._aligned(cos, "cosine", views) if cos is not None else None
+            banks = self._aligned(banks, "bank", views) if banks is not None else None
         maps = [torch.zeros(x.shape[0], *m.shape[-2:], device=x.device) for m in (cos if cos is not None else banks)]
         if cos is not None and wc > 0:
-            maps = [m + wc * c for m, c in zip(maps, self._normalised(cos, self.cos_range))]
+            maps = [m + wc * c for m, c in zip(maps, self._normalised(cos, "cosine"))]
         if banks is not None and wb > 0:
-            maps = [m + wb * b for m, b in zip(maps, self._normalised(banks, self.bank_range))]
+            if self.cfg.samb.scales is None:
+                maps = [m + wb * b for m, b in zip(maps, self._normalised(banks, "bank"))]
+            else:  # the bank at its scales alone, as their weighted mean
+                f = self._bank_factors()
+                maps = [m + (wb * f[i]) * b if f[i] else m for i, (m, b) in enumerate(zip(maps, self._normalised(banks, "bank")))]
         return [F.interpolate(m.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1) for m in maps]
 
     @torch.no_grad()
     def score(self, x: torch.Tensor, ttsa: Optional[bool] = None, student_only: bool = False) -> Scores:
         """Normalised images (B, 3, H, W) -> anomaly maps and image scores.
 
-        ``ttsa`` None follows the config; the n views are scored in one batch. ``student_only``: the
-        student's cosine maps alone, fused over the scales as usual (TTSA as ``ttsa`` says).
+        ``ttsa`` None follows the config; the n views are scored in one batch and combined as
+        ``ttsa.aggregate`` says (the mean: of the per-scale maps; median, min: of the views' fused maps,
+        the per-scale maps shown combined alike). ``student_only``: the student's cosine maps alone, fused
+        over the scales as usual (TTSA as ``ttsa`` says).
         """
         if student_only and self.students is None:
             raise ValueError("student_only scores need a student (model.amfd.enabled)")
         use_ttsa = self.cfg.ttsa.enabled if ttsa is None else ttsa
         if use_ttsa:
-            t = self.cfg.ttsa
-            eps = phase_noise(t.views, x.shape[1], x.shape[2], x.shape[3], t.phase_std, self.ttsa_seed, t.noise, t.include_clean)
-            views = phase_views(x, eps)  # (n * B, 3, H, W), view-major
-            seeds = None
-            if self.cfg.amfd.test_masking and self.students is not None:  # seeded by the images, not the views
-                base = image_seeds(x, self.test_mask_seed)
-                seeds = [(s + 1_000_003 * k) & 0xFFFFFFFF for k in range(t.views) for s in base]
-            maps = [m.view(t.views, x.shape[0], *m.shape[1:]).mean(0) for m in self._view_maps(views, seeds, student_only)]
+            n, aggregate = self.cfg.ttsa.views, self.cfg.ttsa.aggregate
+            views, seeds = self._ttsa_views(x)
+            per_view = [m.view(n, x.shape[0], *m.shape[1:]) for m in self._view_maps(views, seeds, student_only, views=n)]
+            if aggregate == "mean":
+                maps = [m.mean(0) for m in per_view]
+                fused = self._fuse(maps)
+            else:
+                combine = (lambda t: t.median(0).values) if aggregate == "median" else (lambda t: t.amin(0))
+                maps = [combine(m) for m in per_view]
+                fused = combine(torch.stack([self._fuse([m[k] for m in per_view]) for k in range(n)]))
         else:
             maps = self._view_maps(x, student_only=student_only)
-        fused = gaussian_blur(self.ughf.fuse(maps), self.cfg.ughf.blur_sigma)
+            fused = self._fuse(maps)
+        fused = gaussian_blur(fused, self.cfg.ughf.blur_sigma)
         return Scores(anomaly_map=fused, image_score=fused.flatten(1).amax(1), scale_maps=maps)
 
 

@@ -14,6 +14,8 @@ exponential average of the detached per-scale losses (no gradient).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -59,7 +61,7 @@ class UGHF(nn.Module):
             self.log_vars.copy_(current)
             self.tracked.fill_(True)
 
-    def fuse(self, maps: list[torch.Tensor]) -> torch.Tensor:
-        """L maps (B, H, W) at one resolution -> (B, H, W)."""
-        w = self.weights().detach().to(maps[0].device)
+    def fuse(self, maps: list[torch.Tensor], weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """L maps (B, H, W) at one resolution -> (B, H, W), weighted by UGHF's weights (or ``weights``)."""
+        w = (self.weights() if weights is None else weights).detach().to(maps[0].device)
         return sum(w[i] * m for i, m in enumerate(maps))

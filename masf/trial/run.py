@@ -110,7 +110,8 @@ def build_datasets(
     train = MVTecDataset(root, d.category, "train", max_images=d.max_train_images, indices=train_idx, **common)
     select_idx, calib_idx = split_calibration(val_idx, d.calibration_share, d.seed)
     calibration = MVTecDataset(root, d.category, "train", indices=calib_idx, **common) if calib_idx else None
-    val = (ValidationSet(MVTecDataset(root, d.category, "train", indices=select_idx, **common), seed=d.seed, calibration=calibration)
+    val = (ValidationSet(MVTecDataset(root, d.category, "train", indices=select_idx, **common), seed=d.seed, calibration=calibration,
+                         difficulty=d.pseudo, per_normal=d.pseudo_per_normal)
            if select_idx else None)
     test = MVTecDataset(root, d.category, "test", max_images=d.max_test_images, **common)
     return train, val, test
