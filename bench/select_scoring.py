@@ -407,7 +407,8 @@ def run(args: argparse.Namespace, base: Optional[dict] = None) -> None:
 
 
 def dev_run(args, base: dict, root: str, category: str, label: str, seed: int, out: Path, diagnose_only: bool = False) -> list:
-    cfg = build_config(args.preset, {**base, "data.root": root, "data.category": category, "train.seed": seed,
+    # the options are changes to the masked reading (the default before this selection): its scoring is the base row
+    cfg = build_config(args.preset, {"model.reading": "masked", **base, "data.root": root, "data.category": category, "train.seed": seed,
                                      "data.val_fraction": args.val_fraction, "data.pseudo_per_normal": args.per_normal})
     teacher = cached_teacher(cfg.model.teacher)
     datasets = build_datasets(cfg, teacher.mean, teacher.std)
@@ -429,7 +430,7 @@ def dev_run(args, base: dict, root: str, category: str, label: str, seed: int, o
     for option, switches in FUSION.items():
         record("fusion", option, scorer.score(switches, ttsa=False))
     record("components", "student alone (cosine, per-scale quantile)", scorer.score({}, ttsa=False, student_only=True))
-    bank = {"model.ughf.cos_weight": 0.0, "model.ughf.bank_weight": 1.0}
+    bank = {"model.ughf.cos_weight": 0.0, "model.ughf.bank_weight": 1.0, "model.samb.scales": None}
     for norm in ("none", "quantile", "fused"):
         record("components", f"bank alone ({norm})", scorer.score({**bank, "model.ughf.normalize": norm}, ttsa=False))
     for i in range(scorer.base.scales):

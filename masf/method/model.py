@@ -347,6 +347,8 @@ class MASF(nn.Module):
         scales = self._scales_of("bank")
         w = self._scale_weights().tolist()
         total = sum(w[i] for i in scales)
+        if total <= 0:  # the scales' weights leave the bank's scales out (one scale alone): no bank
+            return [0.0] * self.scales
         return [1.0 / total if i in scales else 0.0 for i in range(self.scales)]
 
     def _fused_component(self, maps: list[torch.Tensor], kind: str, size) -> torch.Tensor:
