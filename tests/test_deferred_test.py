@@ -42,7 +42,8 @@ def test_selected_gives_the_numbers_of_every_and_no_best_on_test(synth_root, tin
 @pytest.mark.slow
 def test_a_resumed_trial_scores_its_deferred_epoch_from_the_checkpoint(synth_root, tiny, tmp_path):
     cfg = build_config(None, {**tiny(synth_root), "train.epochs": 2, "eval.every": 1, "eval.timing_images": 0,
-                              "eval.figures": False, "eval.test_split": "selected", "model.ughf.cos_weight": 0.0})
+                              "eval.figures": False, "eval.test_split": "selected", "model.ughf.cos_weight": 0.0,
+                              "model.samb.scales": None})  # the bank at every scale: its fused map moves with no weight
     first = run_trial(cfg, tmp_path / "t")  # cos_weight 0: the score is the banks', equal at both epochs: epoch 1 is picked
     assert first["best_val_epoch"] == 1
     again = run_trial(cfg, tmp_path / "t", resume=True)  # the checkpoint holds epoch 1's copy
