@@ -99,10 +99,18 @@ def side_by_side(df, variants: list[str], metrics: tuple[str, ...] = ("image_aur
     from masf.report import leaderboard as lb
 
     numbers = {v: lb.category_numbers(df, v, "last") for v in variants}
-    table = pd.DataFrame({f"{lb.METRICS[m]} {v}": numbers[v][f"{m}_mean"].map(lambda x: f"{x:.2f}" if x == x else "—") for m in metrics for v in variants})
+    fmt = lambda x: f"{x:.2f}" if x == x else "—"  # noqa: E731
+    columns = {f"{lb.METRICS[m]} {v}": numbers[v][f"{m}_mean"].map(fmt) for m in metrics for v in variants}
+    # the student's map alone (no TTSA) beside the first variant that has a student: what MASF's own parts give
+    student = f"{lb.STUDENT_ONLY[0]}_mean"
+    with_student = [v for v in variants if numbers[v][student].notna().any()]
+    if with_student:
+        columns[f"student alone image AUROC {with_student[0]}"] = numbers[with_student[0]][student].map(fmt)
+    table = pd.DataFrame(columns)
     table.index.name = "category"
-    table.attrs["caption"] = ("Selection: last epoch (headline); values in %, mean over the finished seeds; "
-                              "`masf-bench leaderboard` gives the full tables, with paired intervals")
+    table.attrs["caption"] = ("Selection: last epoch (headline); values in %, mean over the finished seeds; student alone: "
+                              "the student's cosine maps without the bank or TTSA; `masf-bench leaderboard` gives the "
+                              "full tables, with paired intervals")
     return table
 
 
