@@ -53,7 +53,8 @@ BANK_KEYS = ("model.samb.k", "model.samb.local_avg", "model.samb.spectral_anchor
 SMOKE_ROWS = ("as trained (config)", "no TTSA", "bank k=1", "bank 3x3 averaging")
 
 
-def _with(cfg: Config, changes: dict) -> Config:
+def with_switches(cfg: Config, changes: dict) -> Config:
+    """A copy of ``cfg`` with the dotted ``changes`` set."""
     out = copy.deepcopy(cfg)
     for dotted, value in changes.items():
         node = out
@@ -115,14 +116,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.smoke_test and name not in SMOKE_ROWS:
             continue
         t0 = time.time()
-        m = evaluate(_with(cfg, changes), args.trial_dir, teacher, datasets, state, banks)
+        m = evaluate(with_switches(cfg, changes), args.trial_dir, teacher, datasets, state, banks)
         rows.append((name, m, time.time() - t0))
         print(f"{name:32s} img {m['image_auroc']:.3f} px {m['pixel_auroc']:.3f} pro {m['pro']:.3f}  ({time.time() - t0:.0f} s)", flush=True)
     for scale in range(1 if args.smoke_test else len(teacher.channels)):
         for label, changes in ((f"scale {scale} only", {"model.ttsa.enabled": False}),
                                (f"scale {scale} only, bank 3x3", {"model.ttsa.enabled": False, "model.samb.local_avg": 3})):
             t0 = time.time()
-            m = evaluate(_with(cfg, changes), args.trial_dir, teacher, datasets, state, banks, scale=scale)
+            m = evaluate(with_switches(cfg, changes), args.trial_dir, teacher, datasets, state, banks, scale=scale)
             rows.append((label, m, time.time() - t0))
             print(f"{label:32s} img {m['image_auroc']:.3f} px {m['pixel_auroc']:.3f} pro {m['pro']:.3f}", flush=True)
     lines = [

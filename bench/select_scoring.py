@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from bench.diagnose_scoring import with_switches as apply
 from masf.config import build_config
 from masf.data.pseudo import ValidationSet
 from masf.method.model import MASF
@@ -80,18 +81,6 @@ TTSA: dict[str, Optional[dict[str, Any]]] = {
 }
 DIFFICULTIES = ("standard", "hard")
 METRICS = ("image_auroc", "pixel_auroc", "pro")
-
-
-def apply(cfg, switches: dict) -> Any:
-    """A copy of ``cfg`` (a Config) with the dotted ``switches`` set."""
-    out = copy.deepcopy(cfg)
-    for dotted, value in switches.items():
-        node = out
-        *path, last = dotted.split(".")
-        for p in path:
-            node = getattr(node, p)
-        setattr(node, last, value)
-    return out
 
 
 def train_state(cfg, teacher, datasets, state_file: Path) -> dict:
