@@ -30,6 +30,7 @@ OPERATIONAL_KEYS = frozenset({
     "eval.figures", "eval.heatmap_images", "eval.timing_images",
     "train.wall_limit_s", "train.stall_limit_s", "train.inject_hang_epoch",
     "data.dataset",  # a label of the data (masf/report/paper.py), not of what is computed
+    "data.layout",  # how the root is read; the files read follow from data.root
     "train.feature_cache",  # whether the teacher's features are cached: on CPU nothing computed changes
 })
 # keys added after results were recorded, with the value that computes what was computed before they existed:
@@ -44,6 +45,9 @@ ADDED_KEYS = {
     "model.ttsa.calibration": "clean",
     "data.pseudo": "standard",
     "data.pseudo_per_normal": 1,
+    "data.val_source": "auto",
+    "data.test_set": "",
+    "eval.pro_fpr_limit_strict": 0.05,
 }
 
 

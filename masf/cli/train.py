@@ -56,8 +56,9 @@ def metrics_table(row: dict[str, Any], title: str) -> Table:
 
 
 def train(
-    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="MVTEC_AD_ROOT", help="Dataset root in MVTec layout (env: MVTEC_AD_ROOT)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", envvar="MVTEC_AD_ROOT", help="Dataset root in its published layout (env: MVTEC_AD_ROOT)."),
     category: str = typer.Option(..., "--category", "-c", help="Category folder under the data root."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="The dataset the root holds (mvtec_ad, mpdd, mvtec_3d, visa, mvtec_ad2, mvtec_loco, btad); it names the layout to read (default: recognised from the folder)."),
     variant: str = typer.Option("full", "--variant", "-v", help="Ablation variant (see `masf-bench variants`)."),
     preset: str = typer.Option("cpu", "--preset", "-p", help=PRESET_HELP),
     seed: Optional[int] = typer.Option(None, "--seed", "-s", help="Random seed (default: the preset's)."),
@@ -73,9 +74,14 @@ def train(
         preset,
         overrides,
         variant=variant,
-        **{"data.root": str(data_root.resolve()) if data_root else None, "data.category": category, "train.seed": seed},
+        **{"data.root": str(data_root.resolve()) if data_root else None, "data.category": category, "train.seed": seed,
+           "data.dataset": dataset},
     )
     console = Console(highlight=False)
+    if cfg.data.root:
+        from masf.data.layouts import resolve_layout
+
+        console.print(resolve_layout(Path(cfg.data.root), cfg.data.dataset, cfg.data.layout)[1], soft_wrap=True)
     reading = f"reading {cfg.model.reading}, " if cfg.model.method == "masf" else ""
     console.print(f"[bold]{cfg.data.category}[/] / {cfg.variant} / seed {cfg.train.seed}  preset {cfg.preset}, {reading}"
                   f"teacher {cfg.model.teacher.name} ({cfg.model.teacher.weights}), {cfg.data.image_size} px -> {out}")

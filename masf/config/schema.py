@@ -52,9 +52,22 @@ class DataConfig:
     # pseudo-anomalies per validation normal (of different kinds, each seeded by the normal and the draw):
     # n validation normals and n * pseudo_per_normal anomalies
     pseudo_per_normal: int = 1
-    # what the data is, declared by the user: "mvtec_ad" lets the leaderboard show the MASF paper's
-    # reported figures beside these results (masf/report/paper.py); a label, it changes no computation
+    # what the data is, declared by the user (masf.data.layouts.DATASETS: mvtec_ad, mpdd, mvtec_3d, visa,
+    # mvtec_ad2, mvtec_loco, btad): it picks the layout the root is read in, and "mvtec_ad" lets the
+    # leaderboard show the MASF paper's reported figures beside these results (masf/report/paper.py).
+    # "": undeclared, the layout is recognised from the folder
     dataset: str = ""
+    # the layout the root is read in (masf.data.layouts.LAYOUTS); "": the declared dataset's, else the one
+    # recognised from the folder. A sweep writes the resolved name here
+    layout: str = ""
+    # where the validation normals come from. auto: the published validation split where the layout has
+    # one (MVTec 3D-AD, MVTec AD 2, MVTec LOCO: CAT/validation/good; nothing is carved out of train), else
+    # data.val_fraction of train/good. published: the published split, an error where there is none.
+    # train: data.val_fraction of train/good even where a split is published
+    val_source: Literal["auto", "published", "train"] = "auto"
+    # the labelled test set to score; "": the layout's (test, or MVTec AD 2's test_public). MVTec AD 2's
+    # test_private and test_private_mixed have no published labels and are refused
+    test_set: str = ""
 
 
 @dataclass
@@ -248,7 +261,8 @@ class EvalConfig:
     # selected: intermediate evaluations score validation only, the test split is scored at the end for
     # the last epoch and the epoch validation picks (same numbers), best_on_test is not available
     test_split: Literal["every", "selected"] = "every"
-    pro_fpr_limit: float = 0.3
+    pro_fpr_limit: float = 0.3  # AU-PRO's FPR limit (metric key pro; MVTec AD)
+    pro_fpr_limit_strict: float = 0.05  # the stricter AU-PRO limit reported beside it (metric key pro_strict; MVTec AD 2)
     # the paper's test-selected composite: 0.5 image AUROC + 0.3 pixel AUROC + 0.2 PRO
     composite_weights: list[float] = field(default_factory=lambda: [0.5, 0.3, 0.2])
     figures: bool = True
@@ -457,6 +471,7 @@ def validate(cfg: Config) -> None:
         ("train.inject_hang_epoch", cfg.train.inject_hang_epoch is None or cfg.train.inject_hang_epoch >= 1, "must be >= 1 or null"),
         ("eval.every", cfg.eval.every >= 1, "must be >= 1"),
         ("eval.pro_fpr_limit", 0.0 < cfg.eval.pro_fpr_limit <= 1.0, "must be in (0, 1]"),
+        ("eval.pro_fpr_limit_strict", 0.0 < cfg.eval.pro_fpr_limit_strict <= 1.0, "must be in (0, 1]"),
         ("eval.composite_weights", len(cfg.eval.composite_weights) == 3, "needs 3 weights"),
         (
             "model.samb.enabled",

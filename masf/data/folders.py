@@ -1,10 +1,47 @@
-"""Category folders of an MVTec-layout root: names, listing, lookup (no image or tensor libraries)."""
+"""Category folders and image files: names, samples, listing, lookup (no image or tensor libraries)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from masf.errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+GOOD = "good"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a split; ``mask_path`` is None for good images (and for missing masks)."""
+
+    image_path: Path
+    label: int  # 0 good, 1 defective
+    defect_type: str  # "good" for normal images
+    mask_path: Optional[Path] = None
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name; [] when the folder is missing."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if is_image_file(p)), key=lambda p: p.name)
+
+
+def mask_index(folder: Path) -> dict[str, Path]:
+    """Lower-case stem -> mask file for the image files in a ground_truth/DEFECT folder."""
+    index: dict[str, Path] = {}
+    for p in image_files(folder):
+        stem = p.stem.lower()
+        # STEM_mask.png wins over other extensions of the same stem
+        if stem not in index or p.suffix.lower() == ".png":
+            index[stem] = p
+    return index
 
 
 def list_categories(root: str | Path) -> list[str]:

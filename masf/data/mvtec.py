@@ -1,6 +1,7 @@
-"""Datasets in the MVTec AD folder layout.
+"""Samples, decoding, subsets and the torch dataset of one split of one category.
 
-Layout (MVTec AD, MPDD and any dataset that copies them)::
+Which files a split holds is the layout's (masf/data/layouts.py: MVTec AD, MPDD, MVTec 3D-AD, VisA,
+MVTec AD 2, MVTec LOCO, BTAD); the MVTec AD layout is the default::
 
     ROOT/CATEGORY/train/good/*.png
     ROOT/CATEGORY/test/good/*.png
@@ -14,7 +15,6 @@ Images of any mode (RGB, L, P, RGBA, 16-bit, ...) and any size become
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
@@ -23,76 +23,32 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from masf.data.folders import category_dir, check_category_name, list_categories  # noqa: F401 (re-exported)
+from masf.data.folders import (  # noqa: F401 (re-exported)
+    GOOD, IMAGE_EXTENSIONS, Sample, category_dir, check_category_name, image_files, is_image_file, list_categories, mask_index,
+)
+from masf.data.layouts import get_layout
 from masf.errors import DataError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-GOOD = "good"
-SPLITS = ("train", "test")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One image of a split; ``mask_path`` is None for good images (and for missing masks)."""
-
-    image_path: Path
-    label: int  # 0 good, 1 defective
-    defect_type: str  # "good" for normal images
-    mask_path: Optional[Path] = None
-
-
 # ------------------------------------------------------------------ listing
-
-
-def is_image_file(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name; [] when the folder is missing."""
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.iterdir() if is_image_file(p)), key=lambda p: p.name)
-
-
-def mask_index(folder: Path) -> dict[str, Path]:
-    """Lower-case stem -> mask file for the image files in a ground_truth/DEFECT folder."""
-    index: dict[str, Path] = {}
-    for p in image_files(folder):
-        stem = p.stem.lower()
-        # STEM_mask.png wins over other extensions of the same stem
-        if stem not in index or p.suffix.lower() == ".png":
-            index[stem] = p
-    return index
 
 
 def expected_mask_path(cat_dir: Path, defect_type: str, image_path: Path) -> Path:
     return cat_dir / "ground_truth" / defect_type / f"{image_path.stem}_mask.png"
 
 
-def list_samples(root: str | Path, category: str, split: str) -> list[Sample]:
-    """Every image of ``split``, sorted by (defect type, file name); defects get their mask path."""
-    if split not in SPLITS:
-        raise DataError(f"unknown split '{split}' (expected one of: {', '.join(SPLITS)})")
-    cat = category_dir(root, category)
-    if split == "train":
-        return [Sample(p, 0, GOOD) for p in image_files(cat / "train" / GOOD)]
-    test = cat / "test"
-    if not test.is_dir():
-        return []
-    samples: list[Sample] = []
-    for folder in sorted((p for p in test.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name):
-        defect = folder.name
-        if defect == GOOD:
-            samples += [Sample(p, 0, GOOD) for p in image_files(folder)]
-            continue
-        masks = mask_index(cat / "ground_truth" / defect)
-        for p in image_files(folder):
-            stem = p.stem.lower()  # STEM_mask.png (MVTec AD); a mask named like its image is accepted too
-            samples.append(Sample(p, 1, defect, masks.get(f"{stem}_mask") or masks.get(stem)))
-    return samples
+def list_samples(root: str | Path, category: str, split: str, layout: str = "mvtec_ad", test_set: str = "") -> list[Sample]:
+    """Every image of ``split`` in ``layout`` (masf.data.layouts), sorted by (defect type, file name);
+    defective images get their mask path (a folder of masks for MVTec LOCO)."""
+    return get_layout(layout).samples(Path(root), category, split, test_set)
+
+
+def mask_files(mask_path: Path) -> list[Path]:
+    """The files of one image's mask: the file itself, or every image file of a mask folder (MVTec LOCO)."""
+    return image_files(mask_path) if mask_path.is_dir() else [mask_path]
 
 
 # ------------------------------------------------------------------ decoding
@@ -167,13 +123,19 @@ def load_image(path: Path, size: int) -> np.ndarray:
 
 
 def load_mask(path: Path, size: int, image_size_wh: Optional[tuple[int, int]] = None) -> np.ndarray:
-    """(size, size) uint8 in {0, 1}, nearest resize; DataError when its size differs from its image."""
-    im = open_image(path)
-    if image_size_wh is not None and im.size != image_size_wh:
-        w, h = im.size
-        iw, ih = image_size_wh
-        raise DataError(f"{path}: mask is {w}x{h} but its image is {iw}x{ih}")
-    binary = Image.fromarray(mask_array(im).astype(np.uint8))
+    """(size, size) uint8 in {0, 1}, nearest resize; a folder of masks gives their union (any value > 0).
+    DataError, naming the file, when a mask's size differs from its image's."""
+    union: Optional[np.ndarray] = None
+    for file in mask_files(path):
+        im = open_image(file)
+        if image_size_wh is not None and im.size != image_size_wh:
+            w, h = im.size
+            iw, ih = image_size_wh
+            raise DataError(f"{file}: mask is {w}x{h} but its image is {iw}x{ih}")
+        union = mask_array(im) if union is None else union | mask_array(im)
+    if union is None:
+        raise DataError(f"{path}: mask folder holds no mask image")
+    binary = Image.fromarray(union.astype(np.uint8))
     if binary.size != (size, size):
         binary = binary.resize((size, size), Image.NEAREST)
     return np.array(binary, dtype=np.uint8)
@@ -273,7 +235,7 @@ class MVTecDataset(Dataset):
         self,
         root: str | Path,
         category: str,
-        split: Literal["train", "test"],
+        split: Literal["train", "validation", "test"],
         image_size: int = 256,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
@@ -281,6 +243,8 @@ class MVTecDataset(Dataset):
         seed: int = 0,
         cache: bool = True,
         indices: Optional[Sequence[int]] = None,
+        layout: str = "mvtec_ad",
+        test_set: str = "",
     ):
         if image_size < 1:
             raise DataError(f"image_size must be >= 1 (got {image_size})")
@@ -291,16 +255,17 @@ class MVTecDataset(Dataset):
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.cache = cache
-        samples = list_samples(self.root, category, split)
-        where = self.root / category / ("train/good" if split == "train" else "test")
+        reader = get_layout(layout)
+        samples = list_samples(self.root, category, split, layout, test_set)
+        cat = self.root / category
+        where = reader.split_folder(cat, split)
         if not samples:
             raise DataError(f"{where}: no images (accepted: {', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
         missing = [s for s in samples if s.label == 1 and s.mask_path is None]
         if missing:
             s = missing[0]
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            cat = self.root / category
-            raise DataError(f"{s.image_path}: no ground-truth mask, expected {expected_mask_path(cat, s.defect_type, s.image_path)}{more}")
+            raise DataError(f"{s.image_path}: no ground-truth mask, expected {reader.expected_mask(cat, s)}{more}")
         if indices is not None:  # a part of the split (see split_normals), before any max_images cap
             samples = [samples[i] for i in indices]
         if max_images is not None:

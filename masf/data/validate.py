@@ -1,10 +1,13 @@
 """Dataset validation: one pass that reports every problem at once, each naming its file.
 
-Checks: the root and category exist; train/good and test are not empty and
-test holds both good and defective images; every image decodes (``deep``:
-every pixel, which catches truncated files); every defective image has a mask
-of the same size whose values are binary. Masks without an image and files
-that are not images are reported as warnings (they do not fail the check).
+The root is read in its layout (masf/data/layouts.py: named, or recognised from the folder).
+Checks: the root and category exist; the training split (and a published validation split) is
+not empty and the test split holds both good and defective images; what the layout itself can get
+wrong (a VisA CSV row naming no file, a missing MVTec 3D-AD rgb folder, ...); every image decodes
+(``deep``: every pixel, which catches truncated files); every defective image has a mask (every
+file of a LOCO mask folder) of the same size, and, in layouts whose masks are binary, binary
+values. Masks without an image and files that are not images are reported as warnings (they do
+not fail the check).
 """
 
 from __future__ import annotations
@@ -18,16 +21,8 @@ from typing import Literal, Optional
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from masf.data.mvtec import (
-    GOOD,
-    IMAGE_EXTENSIONS,
-    Sample,
-    check_category_name,
-    expected_mask_path,
-    image_files,
-    list_categories,
-    list_samples,
-)
+from masf.data.layouts import LAYOUTS, Layout, resolve_layout
+from masf.data.mvtec import GOOD, IMAGE_EXTENSIONS, Sample, check_category_name, image_files, mask_files
 from masf.errors import DataError
 
 BINARY_VALUE_SETS = ({0, 255}, {0, 1}, {0, 65535})
@@ -50,6 +45,8 @@ class Report:
     """What :func:`validate_dataset` found: image counts and every problem."""
 
     root: str
+    layout: str = ""  # the layout the root was read in
+    how: str = ""  # one line: which layout, and whether it was named or recognised
     categories: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     # category -> (split, defect_type) -> number of image files
@@ -121,8 +118,26 @@ def _describe_values(values: np.ndarray) -> str:
     return f"mask has {len(values)} distinct values ({values.min()}..{values.max()}), expected 0 and 255 (or 0 and 1)"
 
 
-def check_sample(sample: Sample, cat_dir: Path, deep: bool = True) -> list[Problem]:
-    """Problems of one image and, for a defective image, of its mask."""
+def _check_mask(path: Path, image: Optional[Image.Image], image_name: str, deep: bool, binary: bool) -> list[Problem]:
+    mask, why = _open(path, deep)
+    if why:
+        return [Problem(str(path), why)]
+    assert mask is not None
+    problems = []
+    if image is not None and mask.size != image.size:
+        (mw, mh), (iw, ih) = mask.size, image.size
+        problems.append(Problem(str(path), f"mask is {mw}x{mh} but its image {image_name} is {iw}x{ih}"))
+    if deep:
+        values = set(_mask_values(mask).tolist())
+        if values == {0}:
+            problems.append(Problem(str(path), "mask is all zero although its image is defective", "warning"))
+        elif binary and not any(values <= allowed for allowed in BINARY_VALUE_SETS):
+            problems.append(Problem(str(path), _describe_values(_mask_values(mask))))
+    return problems
+
+
+def check_sample(sample: Sample, cat_dir: Path, deep: bool = True, layout: Layout = LAYOUTS["mvtec_ad"]) -> list[Problem]:
+    """Problems of one image and, for a defective image, of its mask (each file of a mask folder)."""
     problems: list[Problem] = []
     image, why = _open(sample.image_path, deep)
     if why:
@@ -130,23 +145,11 @@ def check_sample(sample: Sample, cat_dir: Path, deep: bool = True) -> list[Probl
     if sample.label == 0:
         return problems
     if sample.mask_path is None:
-        expected = expected_mask_path(cat_dir, sample.defect_type, sample.image_path)
+        expected = layout.expected_mask(cat_dir, sample)
         problems.append(Problem(str(sample.image_path), f"no ground-truth mask (expected {expected})"))
         return problems
-    mask, why = _open(sample.mask_path, deep)
-    if why:
-        problems.append(Problem(str(sample.mask_path), why))
-        return problems
-    assert mask is not None
-    if image is not None and mask.size != image.size:
-        (mw, mh), (iw, ih) = mask.size, image.size
-        problems.append(Problem(str(sample.mask_path), f"mask is {mw}x{mh} but its image {sample.image_path.name} is {iw}x{ih}"))
-    if deep:
-        values = _mask_values(mask)
-        if set(values.tolist()) == {0}:
-            problems.append(Problem(str(sample.mask_path), "mask is all zero although its image is defective", "warning"))
-        elif not any(set(values.tolist()) <= allowed for allowed in BINARY_VALUE_SETS):
-            problems.append(Problem(str(sample.mask_path), _describe_values(values)))
+    for path in mask_files(sample.mask_path):
+        problems += _check_mask(path, image, sample.image_path.name, deep, layout.binary_masks)
     return problems
 
 
@@ -166,6 +169,7 @@ def _stray_files(folder: Path) -> list[Problem]:
 
 
 def _orphan_masks(cat_dir: Path, test: list[Sample]) -> list[Problem]:
+    """MVTec AD layout: ground-truth folders without a test folder and masks that match no test image."""
     gt = cat_dir / "ground_truth"
     if not gt.is_dir():
         return []
@@ -181,40 +185,72 @@ def _orphan_masks(cat_dir: Path, test: list[Sample]) -> list[Problem]:
     return problems
 
 
-def _structure(cat_dir: Path, train: list[Sample], test: list[Sample]) -> list[Problem]:
+def _structure(layout: Layout, cat_dir: Path, splits: dict[str, list[Sample]]) -> list[Problem]:
+    """Empty splits, a test split without good or without defective images."""
     problems = []
-    train_good = cat_dir / "train" / GOOD
-    if not train_good.is_dir():
-        problems.append(Problem(str(train_good), "missing folder: training needs normal images in train/good"))
-    elif not train:
-        problems.append(Problem(str(train_good), "no training images (folder is empty)"))
-    for p in sorted((cat_dir / "train").glob("*")) if (cat_dir / "train").is_dir() else []:
-        if p.is_dir() and p.name != GOOD and not p.name.startswith("."):
-            problems.append(Problem(str(p), "only train/good is used for training; this folder is ignored", "warning"))
-    test_dir = cat_dir / "test"
-    if not test_dir.is_dir():
-        problems.append(Problem(str(test_dir), "missing folder: evaluation needs test/good and test/DEFECT images"))
-    elif not test:
-        problems.append(Problem(str(test_dir), "no test images"))
-    else:
-        n_good = sum(1 for s in test if s.label == 0)
-        if n_good == 0:
-            problems.append(Problem(str(test_dir / GOOD), "no good test images; image AUROC needs both good and defective test images"))
-        if n_good == len(test):
-            problems.append(Problem(str(test_dir), "no defective test images (test/DEFECT); image AUROC needs both good and defective test images"))
+    for split, samples in splits.items():
+        folder = layout.split_folder(cat_dir, split)
+        if folder.is_dir() and not samples:
+            what = {"train": "training images (folder is empty)", "validation": "validation images (folder is empty)", "test": "test images"}
+            problems.append(Problem(str(folder), f"no {what[split]}"))
+    test = splits["test"]
+    if test:
+        where = layout.split_folder(cat_dir, "test")
+        if not any(s.label == 0 for s in test):
+            problems.append(Problem(str(where / layout.good_folder), "no good test images; image AUROC needs both good and defective test images"))
+        if all(s.label == 0 for s in test):
+            problems.append(Problem(str(where), "no defective test images; image AUROC needs both good and defective test images"))
     return problems
 
 
-def _counts(train: list[Sample], test: list[Sample]) -> dict[tuple[str, str], int]:
+def _counts(splits: dict[str, list[Sample]]) -> dict[tuple[str, str], int]:
     counts: dict[tuple[str, str], int] = {}
-    for split, samples in (("train", train), ("test", test)):
+    for split, samples in splits.items():
         for s in samples:
             counts[(split, s.defect_type)] = counts.get((split, s.defect_type), 0) + 1
     return counts
 
 
-def validate_dataset(root: str | Path, category: Optional[str] = None, deep: bool = True) -> Report:
-    """Check ``category`` (default: every category under ``root``); never raises on bad data."""
+def _categories(report: Report, layout: Layout, root: Path, category: Optional[str]) -> list[str]:
+    """The categories to check, or [] with the reason added to ``report``."""
+    found = layout.categories(root)
+    if category is None:
+        if not found:
+            report.problems.append(Problem(str(root), f"no categories found ({layout.title} layout: expected {layout.evidence})"))
+        return found
+    try:
+        check_category_name(category)
+    except DataError as exc:
+        report.problems.append(Problem(str(root), str(exc)))
+        return []
+    if category not in found and (root / category).is_dir():
+        report.problems.append(Problem(str(root / category), f"not a {layout.title} category folder (expected {layout.evidence})"))
+    elif category not in found:
+        report.problems.append(Problem(str(root), f"unknown category '{category}' (found: {', '.join(found) if found else 'none'})"))
+    return [category] if category in found else []
+
+
+def _category(report: Report, layout: Layout, root: Path, name: str, test_set: str) -> list[Sample]:
+    """Adds one category's counts and listing problems to ``report``; returns its samples to open."""
+    cat_dir = root / name
+    report.problems += [Problem(p.path, p.message, p.level) for p in layout.listing_problems(root, name)]  # type: ignore[arg-type]
+    splits = {"train": layout.samples(root, name, "train")}
+    if layout.published_validation:
+        splits["validation"] = layout.samples(root, name, "validation")
+    splits["test"] = layout.samples(root, name, "test", test_set)
+    report.counts[name] = _counts(splits)
+    report.problems += _structure(layout, cat_dir, splits)
+    for folder in layout.data_folders(cat_dir):
+        report.problems += _stray_files(folder)
+    if layout.name == "mvtec_ad":
+        report.problems += _orphan_masks(cat_dir, splits["test"])
+    return [s for samples in splits.values() for s in samples]
+
+
+def validate_dataset(root: str | Path, category: Optional[str] = None, deep: bool = True, dataset: str = "",
+                     layout: str = "", test_set: str = "") -> Report:
+    """Check ``category`` (default: every category under ``root``) in the root's layout (``layout``, else
+    ``dataset``'s, else recognised); never raises on bad data."""
     root = Path(root)
     report = Report(root=str(root))
     if not root.exists():
@@ -223,54 +259,32 @@ def validate_dataset(root: str | Path, category: Optional[str] = None, deep: boo
     if not root.is_dir():
         report.problems.append(Problem(str(root), "dataset root is not a folder"))
         return report
-    found = list_categories(root)
-    if category is not None:
-        try:
-            check_category_name(category)
-        except DataError as exc:
-            report.problems.append(Problem(str(root), str(exc)))
-            return report
-        if category not in found and (root / category).is_dir():
-            report.problems.append(Problem(str(root / category), "not a category folder (it has no train/ or test/ folder)"))
-            return report
-        if category not in found:
-            listing = ", ".join(found) if found else "none"
-            report.problems.append(Problem(str(root), f"unknown category '{category}' (found: {listing})"))
-            return report
-        categories = [category]
-    else:
-        categories = found
-        if not categories:
-            report.problems.append(Problem(str(root), "no categories found (expected ROOT/CATEGORY/train/good, ROOT/CATEGORY/test/...)"))
-            return report
-    report.categories = categories
-
-    jobs: list[tuple[Sample, Path]] = []
-    for name in categories:
-        cat_dir = root / name
-        train = list_samples(root, name, "train")
-        test = list_samples(root, name, "test")
-        report.counts[name] = _counts(train, test)
-        report.problems += _structure(cat_dir, train, test)
-        for folder in [cat_dir / "train" / GOOD] + sorted(p for p in (cat_dir / "test").glob("*") if p.is_dir()):
-            report.problems += _stray_files(folder)
-        report.problems += _orphan_masks(cat_dir, test)
-        jobs += [(s, cat_dir) for s in train + test]
+    try:
+        reader, report.how = resolve_layout(root, dataset, layout)
+        report.layout = reader.name
+        categories = _categories(report, reader, root, category)
+        report.categories = categories
+        jobs = [(s, root / name) for name in categories for s in _category(report, reader, root, name, test_set)]
+    except DataError as exc:  # a layout that cannot be read at all (an unreadable CSV, an unknown name)
+        report.problems.append(Problem(str(root), str(exc)))
+        return report
 
     # PIL releases the GIL while decoding, so threads make a deep pass several times faster
     workers = max(1, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for problems in pool.map(lambda job: check_sample(job[0], job[1], deep), jobs):
+        for problems in pool.map(lambda job: check_sample(job[0], job[1], deep, reader), jobs):
             report.problems += problems
     return report
 
 
-def validate_or_raise(root: str | Path, category: Optional[str] = None, deep: bool = True) -> Report:
+def validate_or_raise(root: str | Path, category: Optional[str] = None, deep: bool = True, dataset: str = "",
+                      layout: str = "", test_set: str = "") -> Report:
     """:func:`validate_dataset`, raising DataError with the first error and how many others."""
-    report = validate_dataset(root, category, deep)
+    report = validate_dataset(root, category, deep, dataset, layout, test_set)
     errors = report.errors
     if errors:
-        command = f"masf-bench data check {root}" + (f" --category {category}" if category else "")
+        named = f" --dataset {dataset}" if dataset else ""
+        command = f"masf-bench data check {root}{named}" + (f" --category {category}" if category else "")
         more = f"and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''}; " if len(errors) > 1 else ""
         raise DataError(f"{errors[0]} ({more}run `{command}`)")
     return report

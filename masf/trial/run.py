@@ -7,9 +7,12 @@ history.json, checkpoint.pt and figures/*.png. The row and the checkpoint carry
 the config and code fingerprints (masf.fingerprint); a checkpoint of another
 configuration in out_dir stops the trial instead of being reused.
 
-Data: train/good is split (``data.val_fraction``, seeded by ``data.seed``) into
-training normals, the only images anything is fitted on, and validation
-normals. A seeded share of those (``data.calibration_share``) calibrates what
+Data: the root is read in its layout (masf/data/layouts.py). Where the layout
+publishes validation normals (MVTec 3D-AD, MVTec AD 2, MVTec LOCO) they are the
+validation normals and every training normal is fitted on; elsewhere (or with
+``data.val_source=train``) the training normals are split (``data.val_fraction``,
+seeded by ``data.seed``) into training normals, the only images anything is
+fitted on, and validation normals. A seeded share of those (``data.calibration_share``) calibrates what
 scoring calibrates (per-scale quantiles); the rest, with one pseudo-anomaly each
 (masf.data.pseudo), form the validation split that ``best_on_val`` and the
 validation thresholds use.
@@ -30,6 +33,7 @@ import torch
 
 import masf
 from masf.config import Config, TeacherConfig
+from masf.data.layouts import Layout, resolve_layout
 from masf.data.mvtec import MVTecDataset, denormalize, list_samples, split_calibration, split_normals
 from masf.data.pseudo import ValidationSet
 from masf.data.validate import validate_or_raise
@@ -95,25 +99,55 @@ def time_inference(model: torch.nn.Module, dataset: MVTecDataset, ttsa: bool, ba
     return 1000.0 * (time.perf_counter() - start) / n
 
 
+def uses_published_validation(cfg: Config, layout: Layout) -> bool:
+    """Whether the validation normals are the layout's published validation split (``data.val_source``)."""
+    return cfg.data.val_source == "published" or (cfg.data.val_source == "auto" and layout.published_validation)
+
+
+def normals_split(cfg: Config, root: str, layout: Layout) -> tuple[str, list[int], list[int]]:
+    """Where the validation normals come from (``data.val_source``) and the (training, validation) indices:
+    ("published", every training normal, every published validation normal) or ("train", split_normals' split
+    of the training normals)."""
+    d = cfg.data
+    published = uses_published_validation(cfg, layout)
+    n_train = len(list_samples(root, d.category, "train", layout.name))
+    if not published:
+        where = layout.split_folder(Path(root) / d.category, "train")
+        return ("train", *split_normals(n_train, d.val_fraction, d.seed, where=str(where)))
+    if not layout.published_validation:
+        raise DataError(f"data.val_source=published: the {layout.title} layout publishes no validation split "
+                        "(auto or train carve data.val_fraction of the training normals)")
+    n_val = len(list_samples(root, d.category, "validation", layout.name))
+    if n_val == 0:
+        raise DataError(f"{layout.split_folder(Path(root) / d.category, 'validation')}: no validation images "
+                        "(data.val_source=train carves validation normals out of train)")
+    return "published", list(range(n_train)), list(range(n_val))
+
+
 def build_datasets(
     cfg: Config, mean: tuple[float, ...], std: tuple[float, ...]
 ) -> tuple[MVTecDataset, Optional[ValidationSet], MVTecDataset]:
-    """(training normals, validation split or None, test split); every subset seeded by ``data.seed``."""
+    """(training normals, validation split or None, test split); every subset seeded by ``data.seed``.
+
+    The root is read in its layout (``data.layout``, else ``data.dataset``'s, else recognised). The
+    validation normals are the published validation split where the layout has one (``data.val_source``
+    auto or published), else ``data.val_fraction`` of the training normals."""
     d = cfg.data
     if not d.root:
         raise DataError("data.root is not set: pass --data-root or set data.root")
     root = str(Path(d.root).expanduser().resolve())
-    validate_or_raise(root, d.category)
-    common = dict(image_size=d.image_size, mean=mean, std=std, seed=d.seed)
-    n_normals = len(list_samples(root, d.category, "train"))
-    train_idx, val_idx = split_normals(n_normals, d.val_fraction, d.seed, where=f"{Path(root) / d.category}/train/good")
+    layout, _ = resolve_layout(Path(root), d.dataset, d.layout)
+    validate_or_raise(root, d.category, layout=layout.name, test_set=d.test_set)
+    common = dict(image_size=d.image_size, mean=mean, std=std, seed=d.seed, layout=layout.name)
+    source, train_idx, val_idx = normals_split(cfg, root, layout)
+    val_split = "validation" if source == "published" else "train"
     train = MVTecDataset(root, d.category, "train", max_images=d.max_train_images, indices=train_idx, **common)
     select_idx, calib_idx = split_calibration(val_idx, d.calibration_share, d.seed)
-    calibration = MVTecDataset(root, d.category, "train", indices=calib_idx, **common) if calib_idx else None
-    val = (ValidationSet(MVTecDataset(root, d.category, "train", indices=select_idx, **common), seed=d.seed, calibration=calibration,
+    calibration = MVTecDataset(root, d.category, val_split, indices=calib_idx, **common) if calib_idx else None
+    val = (ValidationSet(MVTecDataset(root, d.category, val_split, indices=select_idx, **common), seed=d.seed, calibration=calibration,
                          difficulty=d.pseudo, per_normal=d.pseudo_per_normal)
            if select_idx else None)
-    test = MVTecDataset(root, d.category, "test", max_images=d.max_test_images, **common)
+    test = MVTecDataset(root, d.category, "test", max_images=d.max_test_images, test_set=d.test_set, **common)
     return train, val, test
 
 
@@ -136,6 +170,16 @@ def write_figures(cfg: Config, test: MVTecDataset, outcome: Any, out_dir: Path, 
     return [str(p) for p in paths]
 
 
+def data_identity(cfg: Config) -> dict[str, str]:
+    """What data a trial read: the declared dataset (or ""), the layout, and where its validation normals
+    came from ("published": the layout's validation split; "train": data.val_fraction of the training normals)."""
+    from masf.data.layouts import canonical_dataset
+
+    layout, _ = resolve_layout(Path(str(cfg.data.root)).expanduser(), cfg.data.dataset, cfg.data.layout)
+    source = "published" if uses_published_validation(cfg, layout) else "train"
+    return {"dataset": canonical_dataset(cfg.data.dataset), "layout": layout.name, "val_source": source}
+
+
 def result_row(cfg: Config, outcome: Any, extra: dict[str, Any]) -> dict[str, Any]:
     """One flat row: key config fields, the three selections' test metrics, validation metrics,
     fingerprints, counts and timings."""
@@ -153,6 +197,7 @@ def result_row(cfg: Config, outcome: Any, extra: dict[str, Any]) -> dict[str, An
         "batch_size": cfg.data.batch_size,
         "data_seed": cfg.data.seed,
         "val_fraction": cfg.data.val_fraction,
+        **data_identity(cfg),
         "reading": reading_of(cfg.flat()) if cfg.model.method == "masf" else None,
         "config_fingerprint": identity["config"],
         "code_fingerprint": identity["code"],
