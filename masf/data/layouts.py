@@ -24,131 +24,13 @@ files is found by ``masf.data.validate``, and each layout adds its own problems 
 
 from __future__ import annotations
 
-import csv
-import re
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import Optional
 
-from masf.data.folders import GOOD, Sample, check_category_name, image_files, mask_index
+from masf.data.folders import GOOD, Sample, image_files, mask_index
+from masf.data.layout_base import SPLITS, Layout, Listed, sub_folders, defective_samples  # noqa: F401 (SPLITS, Listed re-exported)
+from masf.data.layout_visa import VISA_CSV, VisA
 from masf.errors import DataError
-
-SPLITS = ("train", "validation", "test")
-
-
-@dataclass(frozen=True)
-class Listed:
-    """A problem found while listing a split, before any file is opened: (path, message, level)."""
-
-    path: str
-    message: str
-    level: str = "error"
-
-
-def _dirs(folder: Path) -> list[Path]:
-    """Visible sub-folders of ``folder``, sorted by name ([] when it is missing)."""
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
-
-
-def _sorted(samples: list[Sample]) -> list[Sample]:
-    return sorted(samples, key=lambda s: (s.defect_type, s.image_path.name))
-
-
-def _with_masks(images: list[Path], defect: str, masks: dict[str, Path]) -> list[Sample]:
-    """Defective samples whose mask is ``STEM_mask`` or ``STEM`` in ``masks`` (None where neither is)."""
-    return [Sample(p, 1, defect, masks.get(f"{p.stem.lower()}_mask") or masks.get(p.stem.lower())) for p in images]
-
-
-class Layout:
-    """A published layout. Subclasses set the class attributes and :meth:`_samples`."""
-
-    name: ClassVar[str]
-    title: ClassVar[str]
-    evidence: ClassVar[str]  # what in a category folder marks the layout, as a path pattern
-    published_validation: ClassVar[bool] = False
-    binary_masks: ClassVar[bool] = True  # masks hold one defect value (255, 1, ...); False: any value > 0 is defect
-    test_folder: ClassVar[str] = "test"  # the labelled test set
-    train_folder: ClassVar[str] = "train/good"
-    good_folder: ClassVar[str] = GOOD  # the test set's folder of good images ("" where there is none)
-
-    # ---------------------------------------------------------------- categories
-
-    def marks(self, cat_dir: Path) -> bool:
-        """Whether ``cat_dir`` holds what this layout's categories hold (:attr:`evidence`)."""
-        raise NotImplementedError
-
-    def categories(self, root: Path) -> list[str]:
-        """Sorted category names found under ``root`` in this layout."""
-        return [p.name for p in _dirs(Path(root)) if self.marks(p)]
-
-    def category_dir(self, root: Path, category: str) -> Path:
-        """``root / category`` after checking it is a category of this layout; DataError, one line, else."""
-        check_category_name(category)
-        root = Path(root)
-        if not root.is_dir():
-            raise DataError(f"dataset root {root} {'is not a folder' if root.exists() else 'does not exist'}")
-        found = self.categories(root)
-        if category in found:
-            return root / category
-        if (root / category).is_dir():
-            raise DataError(f"{root / category}: not a {self.title} category folder (expected {self.evidence})")
-        listing = ", ".join(found) if found else "no categories"
-        raise DataError(f"unknown category '{category}' in {root} (found: {listing})")
-
-    def check_category(self, root: Path, category: str) -> None:
-        self.category_dir(root, category)
-
-    # ---------------------------------------------------------------- samples
-
-    def samples(self, root: Path, category: str, split: str, test_set: str = "") -> list[Sample]:
-        """The images of ``split`` (train, validation or test), sorted by (defect type, file name)."""
-        if split not in SPLITS:
-            raise DataError(f"unknown split '{split}' (expected one of: {', '.join(SPLITS)})")
-        if split == "validation" and not self.published_validation:
-            raise DataError(f"the {self.title} layout publishes no validation split (data.val_source=train carves one out of train)")
-        if split == "test":
-            self.check_test_set(test_set)
-        cat = self.category_dir(root, category)
-        return _sorted(self._samples(Path(root), cat, split))
-
-    def _samples(self, root: Path, cat: Path, split: str) -> list[Sample]:
-        raise NotImplementedError
-
-    def check_test_set(self, test_set: str) -> None:
-        """DataError unless ``test_set`` is "" or this layout's labelled test set."""
-        if test_set not in ("", self.test_folder):
-            raise DataError(f"data.test_set={test_set!r}: the {self.title} layout's labelled test set is {self.test_folder!r}")
-
-    def split_folder(self, cat: Path, split: str) -> Path:
-        """The folder a split's images are in, for messages."""
-        return cat / {"train": self.train_folder, "validation": "validation/good", "test": self.test_folder}[split]
-
-    def expected_mask(self, cat: Path, sample: Sample) -> Path:
-        """Where the mask of a defective sample is expected, for messages."""
-        return cat / "ground_truth" / sample.defect_type / f"{sample.image_path.stem}_mask.png"
-
-    def data_folders(self, cat: Path) -> list[Path]:
-        """Folders whose files are images of this layout (stray files there are reported)."""
-        return [self.split_folder(cat, "train")] + _dirs(cat / self.test_folder)
-
-    def listing_problems(self, root: Path, category: str) -> list[Listed]:
-        """Problems of the layout's own structure that listing finds (missing folders, ...)."""
-        cat = Path(root) / category
-        out = []
-        for split in ("train", "test") + (("validation",) if self.published_validation else ()):
-            folder = self.split_folder(cat, split)
-            if not folder.is_dir():
-                needed = "training needs normal images" if split == "train" else (
-                    "validation normals are read from it (data.val_source=train carves them out of train instead)"
-                    if split == "validation" else "evaluation needs good and defective test images")
-                out.append(Listed(str(folder), f"missing folder: {needed}"))
-        return out
-
-    def __repr__(self) -> str:
-        return f"<layout {self.name}>"
 
 
 class MVTecAD(Layout):
@@ -162,18 +44,18 @@ class MVTecAD(Layout):
         if split == "train":
             return [Sample(p, 0, GOOD) for p in image_files(cat / "train" / GOOD)]
         out: list[Sample] = []
-        for folder in _dirs(cat / "test"):
+        for folder in sub_folders(cat / "test"):
             if folder.name == GOOD:
                 out += [Sample(p, 0, GOOD) for p in image_files(folder)]
             else:
-                out += _with_masks(image_files(folder), folder.name, mask_index(cat / "ground_truth" / folder.name))
+                out += defective_samples(image_files(folder), folder.name, mask_index(cat / "ground_truth" / folder.name))
         return out
 
     def listing_problems(self, root: Path, category: str) -> list[Listed]:
         cat = Path(root) / category
         out = super().listing_problems(root, category)
         out += [Listed(str(p), "only train/good is used for training; this folder is ignored", "warning")
-                for p in _dirs(cat / "train") if p.name != GOOD]
+                for p in sub_folders(cat / "train") if p.name != GOOD]
         return out
 
 
@@ -193,24 +75,24 @@ class MVTec3D(Layout):
         if split != "test":
             return [Sample(p, 0, GOOD) for p in image_files(self.split_folder(cat, split))]
         out: list[Sample] = []
-        for folder in _dirs(cat / "test"):
+        for folder in sub_folders(cat / "test"):
             rgb = image_files(folder / "rgb")
             if folder.name == GOOD:
                 out += [Sample(p, 0, GOOD) for p in rgb]
             else:
-                out += _with_masks(rgb, folder.name, mask_index(folder / "gt"))
+                out += defective_samples(rgb, folder.name, mask_index(folder / "gt"))
         return out
 
     def expected_mask(self, cat: Path, sample: Sample) -> Path:
         return sample.image_path.parent.parent / "gt" / sample.image_path.name
 
     def data_folders(self, cat: Path) -> list[Path]:
-        return [self.split_folder(cat, s) for s in ("train", "validation")] + [f / "rgb" for f in _dirs(cat / "test")]
+        return [self.split_folder(cat, s) for s in ("train", "validation")] + [f / "rgb" for f in sub_folders(cat / "test")]
 
     def listing_problems(self, root: Path, category: str) -> list[Listed]:
         cat = Path(root) / category
         out = super().listing_problems(root, category)
-        for folder in _dirs(cat / "test"):
+        for folder in sub_folders(cat / "test"):
             if not (folder / "rgb").is_dir():
                 out.append(Listed(str(folder / "rgb"), "missing folder: MVTec 3D-AD keeps a test type's images in TYPE/rgb"))
         return out
@@ -236,7 +118,7 @@ class MVTecAD2(Layout):
         if split != "test":
             return [Sample(p, 0, GOOD) for p in image_files(self.split_folder(cat, split))]
         test = cat / self.test_folder
-        bad = _with_masks(image_files(test / "bad"), "bad", mask_index(test / "ground_truth" / "bad"))
+        bad = defective_samples(image_files(test / "bad"), "bad", mask_index(test / "ground_truth" / "bad"))
         return [Sample(p, 0, GOOD) for p in image_files(test / GOOD)] + bad
 
     def expected_mask(self, cat: Path, sample: Sample) -> Path:
@@ -271,7 +153,7 @@ class MVTecLOCO(Layout):
         if split != "test":
             return [Sample(p, 0, GOOD) for p in image_files(self.split_folder(cat, split))]
         out: list[Sample] = []
-        for folder in _dirs(cat / "test"):
+        for folder in sub_folders(cat / "test"):
             if folder.name == GOOD:
                 out += [Sample(p, 0, GOOD) for p in image_files(folder)]
                 continue
@@ -296,7 +178,7 @@ class BTAD(Layout):
     def _samples(self, root: Path, cat: Path, split: str) -> list[Sample]:
         if split == "train":
             return [Sample(p, 0, GOOD) for p in image_files(cat / "train" / "ok")]
-        ko = _with_masks(image_files(cat / "test" / "ko"), "ko", mask_index(cat / "ground_truth" / "ko"))
+        ko = defective_samples(image_files(cat / "test" / "ko"), "ko", mask_index(cat / "ground_truth" / "ko"))
         return [Sample(p, 0, GOOD) for p in image_files(cat / "test" / "ok")] + ko
 
     def expected_mask(self, cat: Path, sample: Sample) -> Path:
@@ -304,127 +186,6 @@ class BTAD(Layout):
 
     def data_folders(self, cat: Path) -> list[Path]:
         return [cat / "train" / "ok", cat / "test" / "ok", cat / "test" / "ko"]
-
-
-# ---------------------------------------------------------------- VisA: one CSV for every category
-
-VISA_CSV = Path("split_csv") / "1cls.csv"
-VISA_COLUMNS = ("object", "split", "label", "image", "mask")
-
-
-@dataclass(frozen=True)
-class VisaRow:
-    line: int
-    object: str
-    split: str
-    label: str
-    image: str
-    mask: str
-
-
-def defect_name(text: str) -> str:
-    """A defect description as a metric-key-safe type name: lower case, runs of other characters -> '_'."""
-    return re.sub(r"[^a-z0-9.-]+", "_", text.strip().lower()).strip("_") or "anomaly"
-
-
-@lru_cache(maxsize=8)
-def _visa_rows(csv_path: Path, mtime_ns: int) -> tuple[tuple[VisaRow, ...], tuple[Listed, ...]]:
-    """The CSV's rows and the problems of its shape (cached on the file's modification time)."""
-    rows: list[VisaRow] = []
-    problems: list[Listed] = []
-    try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in VISA_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{csv_path}: no column {missing[0]!r} (expected columns: {', '.join(VISA_COLUMNS)})")
-            for line, rec in enumerate(reader, start=2):
-                row = VisaRow(line, *((rec.get(c) or "").strip() for c in VISA_COLUMNS))
-                if row.split not in ("train", "test") or row.label not in ("normal", "anomaly"):
-                    problems.append(Listed(f"{csv_path}:{line}", f"split {row.split!r} / label {row.label!r}: expected train|test and normal|anomaly; row ignored"))
-                    continue
-                rows.append(row)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{csv_path}: cannot read the split file ({exc})") from None
-    return tuple(rows), tuple(problems)
-
-
-@lru_cache(maxsize=32)
-def _visa_types(anno: Path, mtime_ns: int) -> dict[str, str]:
-    """image path (relative to the root) -> defect type, from a category's image_anno.csv."""
-    out: dict[str, str] = {}
-    try:
-        with anno.open(newline="", encoding="utf-8-sig") as f:
-            for rec in csv.DictReader(f):
-                image, label = (rec.get("image") or "").strip(), (rec.get("label") or "").strip()
-                if image and label and label != "normal":
-                    out[image] = defect_name(label)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return {}
-    return out
-
-
-class VisA(Layout):
-    name, title = "visa", "VisA"
-    evidence = "split_csv/1cls.csv at the root"
-    binary_masks = False  # VisA's masks hold small non-zero values
-    train_folder = "Data/Images/Normal"
-    good_folder = ""
-
-    def rows(self, root: Path) -> tuple[tuple[VisaRow, ...], tuple[Listed, ...]]:
-        path = Path(root) / VISA_CSV
-        if not path.is_file():
-            raise DataError(f"{path}: not found (a VisA root holds split_csv/1cls.csv)")
-        return _visa_rows(path, path.stat().st_mtime_ns)
-
-    def marks(self, cat_dir: Path) -> bool:
-        return (cat_dir / "Data" / "Images").is_dir()
-
-    def categories(self, root: Path) -> list[str]:
-        root = Path(root)
-        if not (root / VISA_CSV).is_file():
-            return []
-        return sorted({r.object for r in self.rows(root)[0] if r.object and (root / r.object).is_dir()})
-
-    def _defect_types(self, cat: Path) -> dict[str, str]:
-        anno = cat / "image_anno.csv"
-        return _visa_types(anno, anno.stat().st_mtime_ns) if anno.is_file() else {}
-
-    def _samples(self, root: Path, cat: Path, split: str) -> list[Sample]:
-        split = "train" if split == "train" else "test"
-        types = self._defect_types(cat)
-        out = []
-        for r in self.rows(root)[0]:
-            image = root / r.image
-            if r.object != cat.name or r.split != split or not image.is_file():
-                continue  # a row naming no file is reported by listing_problems
-            if r.label == "normal":
-                out.append(Sample(image, 0, GOOD))
-            else:
-                out.append(Sample(image, 1, types.get(r.image, "anomaly"), root / r.mask if r.mask else None))
-        return out
-
-    def expected_mask(self, cat: Path, sample: Sample) -> Path:
-        return cat / "Data" / "Masks" / "Anomaly" / f"{sample.image_path.stem}.png"
-
-    def data_folders(self, cat: Path) -> list[Path]:
-        return [cat / "Data" / "Images" / "Normal", cat / "Data" / "Images" / "Anomaly"]
-
-    def listing_problems(self, root: Path, category: str) -> list[Listed]:
-        root = Path(root)
-        csv_path = root / VISA_CSV
-        rows, shape = self.rows(root)
-        out = [p for p in shape]
-        mine = [r for r in rows if r.object == category]
-        for r in mine:
-            if not (root / r.image).is_file():
-                out.append(Listed(f"{csv_path}:{r.line}", f"names image {r.image}, which does not exist"))
-            elif r.label == "anomaly" and not r.mask:
-                out.append(Listed(f"{csv_path}:{r.line}", f"anomalous image {r.image} has no mask in the row"))
-        for split in ("train", "test"):
-            if not any(r.split == split for r in mine):
-                out.append(Listed(f"{csv_path}", f"no {split} rows for object {category!r}"))
-        return out
 
 
 # ---------------------------------------------------------------- registry, datasets, recognition
@@ -468,7 +229,7 @@ def recognise(root: Path) -> tuple[Optional[Layout], str]:
     if (root / VISA_CSV).is_file():
         return LAYOUTS["visa"], str(VISA_CSV)
     found: dict[str, list[str]] = {}
-    for cat in _dirs(root):
+    for cat in sub_folders(root):
         name = next((n for n in _RECOGNITION if LAYOUTS[n].marks(cat)), None)
         if name:
             found.setdefault(name, []).append(cat.name)
