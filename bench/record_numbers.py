@@ -7,7 +7,11 @@ evaluated every epoch, 3 TTSA views). `full`, `no_ttsa` and `bank_only` run as o
 runs them. The file also holds the CPU it was recorded on: float arithmetic can differ from one CPU to another.
 
     python -m bench.record_numbers [--out tests/numbers_reference.json] [--cases bottle,metal_plate,wood] [--real-root DIR]
+    python -m bench.record_numbers --add-new [--cases ...]   # only the numbers the file lacks (new metrics)
     python -m bench.record_numbers --smoke-test     # the synthetic case only, printed, nothing written
+
+--add-new keeps every number of the file: it records the cases again, refuses when the file was recorded on
+another CPU or when any number it holds came out otherwise, and adds only the numbers it lacks.
 """
 
 from __future__ import annotations
@@ -69,17 +73,45 @@ def record(cases: list[str], extra: tuple[str, ...] = (), real: Path = REAL) -> 
     return out
 
 
+def _same(a: float, b: float) -> bool:
+    return a == b or (a != a and b != b)  # NaN is recorded as NaN
+
+
+def add_new(reference: dict[str, Any], numbers: dict[str, Any]) -> int:
+    """Add to ``reference`` the numbers of ``numbers`` (a ``record``) that it lacks; how many. Refused (SystemExit)
+    when the two come from different CPUs or a number of ``reference`` was recorded otherwise in ``numbers``."""
+    if numbers["cpu"] != reference["cpu"]:
+        raise SystemExit(f"the file was recorded on {reference['cpu']!r}, this CPU is {numbers['cpu']!r}: "
+                         "new numbers beside old ones must come from the same CPU")
+    held = {(c, v, k): x for c, vs in reference["cases"].items() for v, ms in vs.items() for k, x in ms.items()}
+    got = {(c, v, k): x for c, vs in numbers["cases"].items() for v, ms in vs.items() for k, x in ms.items()}
+    changed = [f"{'/'.join(key)}: {held[key]} -> {x}" for key, x in got.items() if key in held and not _same(held[key], x)]
+    if changed:
+        raise SystemExit(f"{len(changed)} recorded number(s) came out otherwise, nothing added: " + "; ".join(changed[:5]))
+    new = {key: x for key, x in got.items() if key not in held}
+    for (case, variant, key), x in new.items():
+        reference["cases"].setdefault(case, {}).setdefault(variant, {})[key] = x
+    return len(new)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REFERENCE)
     ap.add_argument("--cases", default="bottle,metal_plate,wood")
     ap.add_argument("--real-root", type=Path, default=REAL, help="the folder of the real categories")
     ap.add_argument("--smoke-test", action="store_true", help="the synthetic case only, printed; nothing written")
+    ap.add_argument("--add-new", action="store_true", help="keep the file's numbers, add those it lacks (refused if any it has changed)")
     args = ap.parse_args(argv)
     numbers = record(["bottle"] if args.smoke_test else args.cases.split(","), real=args.real_root)
     text = json.dumps(numbers, indent=1, sort_keys=True)
     if args.smoke_test:
         print(text[:2000])
+        return
+    if args.add_new:
+        reference = json.loads(args.out.read_text())
+        added = add_new(reference, numbers)
+        args.out.write_text(json.dumps(reference, indent=1, sort_keys=True) + "\n")
+        print(f"{added} new numbers of {', '.join(numbers['cases'])} added to {args.out}; every number it held came out the same")
         return
     args.out.write_text(text + "\n")
     print(f"{sum(len(m) for c in numbers['cases'].values() for m in c.values())} numbers of "

@@ -14,7 +14,20 @@ PRO follows the MVTec AD definition (MASF-SPEC.md, "Metrics"):
   region size); FPR(t) = positive defect-free pixels / all defect-free pixels, over
   every test image, good and defective;
 - the score is the trapezoid area under PRO(FPR) for FPR in [0, fpr_limit], the curve
-  cut exactly at fpr_limit by linear interpolation, divided by fpr_limit.
+  cut exactly at fpr_limit by linear interpolation, divided by fpr_limit;
+- it is reported at two limits: ``pro`` at ``eval.pro_fpr_limit`` (0.3, MVTec AD) and
+  ``pro_strict`` at ``eval.pro_fpr_limit_strict`` (0.05, as MVTec AD 2 reports it), both
+  read off one curve.
+
+SegF1 (MVTec AD 2, Heckler-Kram et al. 2025, arXiv:2503.21622; ``normal_threshold``, ``f1_at``):
+the test split's anomaly maps binarised at a threshold fixed on normal images only, mean + 3
+standard deviations of the scores of every pixel of their maps, and the F1 of the binarised
+pixels (score >= threshold) against the ground truth, pooled over every pixel of the test split
+(what of this the paper itself confirms: MASF-SPEC.md, "Metrics").
+
+Per defect type (``defect_type_metrics``): image AUROC and PRO on the good test images with
+the images of one defect type, the way MVTec LOCO's evaluation splits logical from
+structural anomalies.
 
 The rest of the field's metric set follows ADer's evaluator (zhangzjn/ADer, util/metric.py, and
 the mAD column of its benchmark tables):
@@ -23,7 +36,7 @@ the mAD column of its benchmark tables):
   its normalised score is > t, t in 0, 0.05, ..., 1.0 (21 thresholds); IoU = |positive and defect|
   / |positive or defect| summed over every pixel of the split; the best t's IoU;
 - mAD: the mean of image AUROC, image AP, image F1-max, pixel AUROC, pixel AP, pixel F1-max and
-  PRO (AUPRO at the FPR limit); IoU-max is reported beside it but not in it.
+  PRO (AUPRO at ``eval.pro_fpr_limit``); IoU-max and ``pro_strict`` are reported beside it but not in it.
 
 F1-max and IoU-max take the best threshold of the split itself (an oracle threshold, "test-threshold"
 on the test split), and so does mAD through its F1-max terms.
@@ -40,11 +53,21 @@ from masf.errors import MetricsError
 
 ArrayLike = Any  # numpy array, torch tensor or nested sequence of numbers
 
+PRO_FPR_LIMIT = 0.3  # MVTec AD's AU-PRO limit (eval.pro_fpr_limit), key "pro"
+PRO_FPR_LIMIT_STRICT = 0.05  # the stricter limit MVTec AD 2 reports (eval.pro_fpr_limit_strict), key "pro_strict"
+SEG_F1_SIGMAS = 3.0  # SegF1's threshold: mean + this many standard deviations of the normal images' pixel scores
+
+
+def pro_label(fpr_limit: float) -> str:
+    """What a table calls AU-PRO at ``fpr_limit``: "PRO@0.05"."""
+    return f"PRO@{fpr_limit:g}"
+
+
 # the metrics of one split and what a table calls them; *_f1_max use the best threshold of that split itself
 # (an oracle threshold)
 METRIC_LABELS = {"image_auroc": "image AUROC", "image_ap": "image AP", "image_f1_max": "image F1-max",
                  "pixel_auroc": "pixel AUROC", "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max", "pro": "PRO",
-                 "pixel_iou_max": "pixel IoU-max", "mad": "mAD"}
+                 "pro_strict": pro_label(PRO_FPR_LIMIT_STRICT), "pixel_iou_max": "pixel IoU-max", "mad": "mAD"}
 METRIC_KEYS = tuple(METRIC_LABELS)
 # the metrics whose threshold is chosen on the split they measure (on test: a test-chosen threshold)
 TEST_THRESHOLD_METRICS = ("image_f1_max", "pixel_f1_max", "pixel_iou_max", "mad")
@@ -52,8 +75,12 @@ TEST_THRESHOLD_METRICS = ("image_f1_max", "pixel_f1_max", "pixel_iou_max", "mad"
 MAD_TERMS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pro")
 # ADer's IoU-max thresholds on the min-max normalised maps
 IOU_THRESHOLDS = np.round(np.arange(0.0, 1.0 + 1e-3, 0.05), 2)
-# on the test split also: F1 at the thresholds that are best on the validation split
-VAL_THRESHOLD_METRICS = ("image_f1_at_val_threshold", "pixel_f1_at_val_threshold")
+# on the test split also: F1 at thresholds fixed on the validation split, and what a table calls them: the
+# thresholds that are best on the whole split, and (SegF1) mean + 3 std of its normal images' pixel scores
+VAL_THRESHOLD_LABELS = {"image_f1_at_val_threshold": "image F1 (val. threshold)",
+                        "pixel_f1_at_val_threshold": "pixel F1 (val. threshold)",
+                        "pixel_f1_at_normal_threshold": "SegF1"}
+VAL_THRESHOLD_METRICS = tuple(VAL_THRESHOLD_LABELS)
 # the test metrics each epoch selection of a trial reports
 SELECTION_METRICS = METRIC_KEYS + VAL_THRESHOLD_METRICS
 # the epoch selections of a trial: the final epoch (the headline), the epoch chosen on
@@ -254,12 +281,53 @@ def pro_curve(anomaly_maps: ArrayLike, masks: ArrayLike, fpr_limit: float = 1.0)
     return _pro_curve(maps, defect, limit)
 
 
-def pro_score(anomaly_maps: ArrayLike, masks: ArrayLike, fpr_limit: float = 0.3) -> float:
+def pro_score(anomaly_maps: ArrayLike, masks: ArrayLike, fpr_limit: float = PRO_FPR_LIMIT) -> float:
     """Normalised area under the PRO curve for FPR in [0, fpr_limit] (MVTec AD's PRO)."""
     limit = _check_limit(fpr_limit)
     maps, defect = _maps_and_masks(anomaly_maps, masks)
     fpr, pro = _pro_curve(maps, defect, limit)
     return _area_to_limit(fpr, pro, limit)
+
+
+def normal_threshold(normal_maps: ArrayLike) -> float:
+    """SegF1's threshold: mean + ``SEG_F1_SIGMAS`` (3) standard deviations (population, ddof 0) of the scores
+    of every pixel of ``normal_maps``, the anomaly maps of defect-free images only."""
+    s = _scores(np.ravel(_to_numpy(normal_maps)), "normal_maps", 1).astype(np.float64)
+    if not s.size:
+        raise MetricsError("normal_maps is empty: the threshold needs the maps of at least one normal image")
+    return float(s.mean() + SEG_F1_SIGMAS * s.std())
+
+
+def defect_type_metrics(image_scores: ArrayLike, image_labels: ArrayLike, anomaly_maps: ArrayLike, masks: ArrayLike,
+                        defect_types: Any, fpr_limit: float = PRO_FPR_LIMIT) -> dict[str, float]:
+    """Image AUROC and PRO of each defect type T, on the good images (label 0) with the images of type T.
+
+    T ranges over the ``defect_types`` (one string per image) of the defective images (label 1); the
+    images of other types are left out, as MVTec LOCO's evaluation scores logical and structural
+    anomalies apart. Keys: ``defect/<T>/image_auroc`` and ``defect/<T>/pro`` (PRO at ``fpr_limit``); a
+    trial's result row prefixes the epoch selection: ``<selection>/defect/<T>/<metric>``, e.g.
+    ``last/defect/logical_anomalies/image_auroc``. Nothing without a good image; no ``pro`` for a type
+    whose masks have no defect pixel.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    scores = _scores(image_scores, "image_scores", 1)
+    labels = _binary(image_labels, "image_labels")
+    types = np.asarray(list(defect_types), dtype=str)
+    maps = _scores(_squeeze_channel(_to_numpy(anomaly_maps)), "anomaly_maps", 3)
+    defect = _squeeze_channel(_to_numpy(masks)) > 0
+    if not scores.shape[0] == labels.shape[0] == types.shape[0] == maps.shape[0] == defect.shape[0]:
+        raise MetricsError(f"image_scores, image_labels, defect_types, anomaly_maps and masks differ in length "
+                           f"({scores.shape[0]}, {labels.shape[0]}, {types.shape[0]}, {maps.shape[0]}, {defect.shape[0]})")
+    out: dict[str, float] = {}
+    if labels.all():
+        return out
+    for kind in dict.fromkeys(types[labels]):  # in the order of the split
+        keep = ~labels | (labels & (types == kind))
+        out[f"defect/{kind}/image_auroc"] = float(roc_auc_score(labels[keep], scores[keep]))
+        if defect[keep].any():
+            out[f"defect/{kind}/pro"] = pro_score(maps[keep], defect[keep], fpr_limit)
+    return out
 
 
 def normalized_maps(maps: np.ndarray) -> np.ndarray:
@@ -297,16 +365,18 @@ def compute_metrics(
     image_labels: ArrayLike,
     anomaly_maps: ArrayLike,
     masks: ArrayLike,
-    fpr_limit: float = 0.3,
+    fpr_limit: float = PRO_FPR_LIMIT,
+    fpr_limit_strict: float = PRO_FPR_LIMIT_STRICT,
 ) -> dict[str, float]:
     """All metrics of one category: image level over (N,) scores, pixel level and PRO over (N, H, W) maps.
 
-    ``image_labels`` is 1 for a defective image; ``masks`` count any value > 0 as defect.
+    ``image_labels`` is 1 for a defective image; ``masks`` count any value > 0 as defect. ``pro`` is
+    AU-PRO at ``fpr_limit``, ``pro_strict`` at ``fpr_limit_strict``, both off one PRO curve.
     Returns the floats named in ``METRIC_KEYS``, each in [0, 1].
     """
     from sklearn.metrics import roc_auc_score
 
-    limit = _check_limit(fpr_limit)
+    limit, strict = _check_limit(fpr_limit), _check_limit(fpr_limit_strict)
     scores = _scores(image_scores, "image_scores", 1)
     labels = _binary(image_labels, "image_labels")
     if scores.shape != labels.shape:
@@ -322,7 +392,7 @@ def compute_metrics(
     image_ap, image_f1 = _pr_metrics(scores, labels)
     pixel_scores, pixel_labels = maps.ravel(), defect.ravel()
     pixel_ap, pixel_f1 = _pr_metrics(pixel_scores, pixel_labels)
-    fpr, pro = _pro_curve(maps, defect, limit)
+    fpr, pro = _pro_curve(maps, defect, max(limit, strict))  # complete up to either limit
     out = {
         "image_auroc": float(roc_auc_score(labels, scores)),
         "image_ap": image_ap,
@@ -331,6 +401,7 @@ def compute_metrics(
         "pixel_ap": pixel_ap,
         "pixel_f1_max": pixel_f1,
         "pro": _area_to_limit(fpr, pro, limit),
+        "pro_strict": _area_to_limit(fpr, pro, strict),
         "pixel_iou_max": _iou_max(maps, defect),
     }
     out["mad"] = mad(out)

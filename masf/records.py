@@ -1,11 +1,12 @@
 """Per-image test records: what a trial keeps of its test scoring, and every metric recomputed from it.
 
 A trial keeps, for each epoch selection, a compact record of its test split (``test_statistics``):
-every image's score and label, per-image histograms of its defect and defect-free pixel scores over
-one set of bins, one histogram per ground-truth region, and per-image counts at ADer's IoU-max
-thresholds. Every metric of ``masf.metrics`` can be recomputed from the record for any weighting of
-the test images (``metrics_from_statistics``): exactly for the image metrics, and with pixel scores
-resolved to the bins for the pixel metrics. The intervals built on them (a paired bootstrap over test
+every image's score, label and defect type (``defect_type``, the test folder's name; records written
+before it existed lack it), per-image histograms of its defect and defect-free pixel scores over
+one set of bins, one histogram per ground-truth region, per-image counts at ADer's IoU-max
+thresholds, and the two PRO limits. Every metric of ``METRIC_KEYS`` can be recomputed from the record
+for any weighting of the test images (``metrics_from_statistics``): exactly for the image metrics, and
+with pixel scores resolved to the bins for the pixel metrics. The intervals built on them (a paired bootstrap over test
 images, t intervals over seeds) are ``masf.report.intervals``.
 """
 
@@ -19,8 +20,8 @@ from scipy import ndimage
 
 from masf.errors import MasfError
 from masf.layout import STATS_FILE  # noqa: F401 - where a trial keeps its records
-from masf.metrics import (IOU_THRESHOLDS, MAD_TERMS, _REGION_STRUCTURE, _check_limit,
-                          _maps_and_masks, _scores, normalized_maps)
+from masf.metrics import (IOU_THRESHOLDS, MAD_TERMS, PRO_FPR_LIMIT, PRO_FPR_LIMIT_STRICT, _REGION_STRUCTURE,
+                          _check_limit, _maps_and_masks, _scores, normalized_maps)
 
 BINS = 512  # pixel-score bins of a record (``_edges``)
 
@@ -38,10 +39,12 @@ def _edges(maps: np.ndarray, defect: np.ndarray, bins: int) -> np.ndarray:
     return np.unique(inner)  # ascending; bin b holds scores in [edges[b], edges[b + 1]), the last bin is closed
 
 
-def test_statistics(image_scores, image_labels, anomaly_maps, masks, fpr_limit: float = 0.3, bins: int = BINS,
-                    images: Optional[Sequence[str]] = None) -> dict[str, np.ndarray]:
-    """The per-image record of one scored split (module docstring); ``images`` names the images for pairing."""
-    limit = _check_limit(fpr_limit)
+def test_statistics(image_scores, image_labels, anomaly_maps, masks, fpr_limit: float = PRO_FPR_LIMIT, bins: int = BINS,
+                    images: Optional[Sequence[str]] = None, fpr_limit_strict: float = PRO_FPR_LIMIT_STRICT,
+                    defect_types: Optional[Sequence[str]] = None) -> dict[str, np.ndarray]:
+    """The per-image record of one scored split (module docstring); ``images`` names the images for pairing,
+    ``defect_types`` gives each image's defect type (the field ``defect_type``, left out when not given)."""
+    limit, strict = _check_limit(fpr_limit), _check_limit(fpr_limit_strict)
     scores = _scores(image_scores, "image_scores", 1).astype(np.float64)
     labels = np.asarray(image_labels).astype(bool)
     maps, defect = _maps_and_masks(anomaly_maps, masks)
@@ -65,13 +68,19 @@ def test_statistics(image_scores, image_labels, anomaly_maps, masks, fpr_limit: 
         pred[i] = every.size - np.searchsorted(every, IOU_THRESHOLDS, side="right")
         inter[i] = inside.size - np.searchsorted(inside, IOU_THRESHOLDS, side="right")
     names = np.asarray(list(images) if images is not None else [str(i) for i in range(n)], dtype=str)
-    return {
+    rec = {
         "score": scores, "label": labels, "edges": edges.astype(np.float64),
         "pos_hist": pos.astype(np.int32), "neg_hist": neg.astype(np.int32),
         "region_hist": region_hist.astype(np.int32), "region_image": region_image,
         "iou_inter": inter.astype(np.int64), "iou_pred": pred.astype(np.int64),
         "gt_pixels": defect.sum(axis=(1, 2)).astype(np.int64), "fpr_limit": np.float64(limit), "images": names,
+        "fpr_limit_strict": np.float64(strict),
     }
+    if defect_types is not None:
+        rec["defect_type"] = np.asarray(list(defect_types), dtype=str)
+        if rec["defect_type"].shape != (n,):
+            raise StatsError(f"defect_types has {rec['defect_type'].size} entries for {n} images")
+    return rec
 
 
 # ---------------------------------------------------------------- metrics from a record, many weightings at once
@@ -117,8 +126,9 @@ def _areas_to_limit(fpr: np.ndarray, pro: np.ndarray, limit: float) -> np.ndarra
 
 
 def metrics_from_statistics(rec: Mapping[str, np.ndarray], weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
-    """Every metric of ``METRIC_KEYS`` (less the validation-threshold ones) for each row of ``weights``
-    ((draws, N) image weights; default: every image once), as (draws,) arrays of fractions."""
+    """Every metric of ``METRIC_KEYS`` for each row of ``weights`` ((draws, N) image weights; default: every
+    image once), as (draws,) arrays of fractions. A record without ``fpr_limit_strict`` (written before it
+    existed) gives ``pro_strict`` at ``PRO_FPR_LIMIT_STRICT``."""
     n = rec["score"].size
     w = np.ones((1, n)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
     score, label = rec["score"], rec["label"].astype(bool)
@@ -144,15 +154,16 @@ def metrics_from_statistics(rec: Mapping[str, np.ndarray], weights: Optional[np.
     w_reg = w[:, rec["region_image"]]  # (D, R)
     pro_curve = (w_reg @ cover) / w_reg.sum(axis=1, keepdims=True)
     fpr_curve = fp_px / neg.sum(axis=1, keepdims=True)
-    limit = float(rec["fpr_limit"])
     zero = np.zeros((fpr_curve.shape[0], 1))
-    pro = _areas_to_limit(np.hstack((zero, fpr_curve)), np.hstack((zero, pro_curve)), limit)
+    fpr_curve, pro_curve = np.hstack((zero, fpr_curve)), np.hstack((zero, pro_curve))
+    pro = _areas_to_limit(fpr_curve, pro_curve, float(rec["fpr_limit"]))
+    pro_strict = _areas_to_limit(fpr_curve, pro_curve, float(rec.get("fpr_limit_strict", PRO_FPR_LIMIT_STRICT)))
     inter, pred = w @ rec["iou_inter"].astype(np.float64), w @ rec["iou_pred"].astype(np.float64)
     gt = (w @ rec["gt_pixels"].astype(np.float64))[:, None]
     union = pred + gt - inter
     iou = np.max(np.divide(inter, union, out=np.zeros_like(inter), where=union > 0), axis=1)
     out = {"image_auroc": image_auroc, "image_ap": image_ap, "image_f1_max": image_f1, "pixel_auroc": pixel_auroc,
-           "pixel_ap": pixel_ap, "pixel_f1_max": pixel_f1, "pro": pro, "pixel_iou_max": iou}
+           "pixel_ap": pixel_ap, "pixel_f1_max": pixel_f1, "pro": pro, "pro_strict": pro_strict, "pixel_iou_max": iou}
     out["mad"] = np.mean([out[k] for k in MAD_TERMS], axis=0)
     return out
 

@@ -141,6 +141,7 @@ def test_keys_added_later_keep_the_fingerprints_of_before_at_their_old_behaviour
     for key, old in ADDED_KEYS.items():  # another value computes something else: another configuration
         other = {"model.amfd.attention_dtype": "bfloat16", "eval.test_split": "selected", "model.samb.scales": [1, 2],
                  "model.ughf.bank_normalize": "fused", "model.ughf.scoring_weights": "equal", "model.ttsa.aggregate": "min",
-                 "model.ttsa.calibration": "views", "data.pseudo": "hard", "data.pseudo_per_normal": 2}[key]
+                 "model.ttsa.calibration": "views", "data.pseudo": "hard", "data.pseudo_per_normal": 2,
+                 "data.val_source": "train", "data.test_set": "test_public", "eval.pro_fpr_limit_strict": 0.1}[key]
         assert other != old
         assert config_fingerprint(build_config("smoke", ["model.reading=masked", f"{key}={other}"])) != before[("smoke", "full")]

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import torch
 
-from masf.metrics import compute_metrics
+from masf.metrics import PRO_FPR_LIMIT_STRICT, compute_metrics, f1_at, f1_threshold, normal_threshold
 
 
 @dataclass
@@ -41,6 +41,20 @@ def heatmap_indices(labels: np.ndarray, defect_types: list[str], n: int) -> tupl
     return tuple(chosen[:n])
 
 
+def val_threshold_metrics(tested: Evaluation, val: Evaluation) -> dict[str, float]:
+    """The test split's F1 at thresholds fixed on the validation split (``masf.metrics.VAL_THRESHOLD_METRICS``):
+    image and pixel F1 at the thresholds that give the best F1 on the whole validation split, and SegF1,
+    the pixel F1 at mean + 3 std of the pixel scores of its normal images (label 0; not their
+    pseudo-anomalous copies), with that threshold as ``pixel_normal_threshold``; NaN without a normal image."""
+    out = {"image_f1_at_val_threshold": f1_at(tested.image_scores, tested.labels, f1_threshold(val.image_scores, val.labels)),
+           "pixel_f1_at_val_threshold": f1_at(tested.maps, tested.masks, f1_threshold(val.maps, val.masks))}
+    normals = val.maps[val.labels == 0]  # (N_normal, H, W)
+    if not len(normals):
+        return {**out, "pixel_f1_at_normal_threshold": float("nan"), "pixel_normal_threshold": float("nan")}
+    threshold = normal_threshold(normals)
+    return {**out, "pixel_f1_at_normal_threshold": f1_at(tested.maps, tested.masks, threshold), "pixel_normal_threshold": threshold}
+
+
 def composite(metrics: dict[str, float], weights: list[float], prefix: str = "") -> float:
     """The paper's selection score: w0 image AUROC + w1 pixel AUROC + w2 PRO."""
     m = lambda k: metrics[prefix + k]  # noqa: E731
@@ -55,8 +69,10 @@ def select_epoch(history: list[dict[str, Any]], key: str) -> Optional[dict[str, 
 
 @torch.no_grad()
 def score_split(model: torch.nn.Module, loader: Iterable[dict[str, Any]], device: torch.device, amp: bool,
-                fpr_limit: float, keep: Sequence[int] = (), **score_kwargs: Any) -> Evaluation:
-    """``model.score`` over every batch of ``loader`` (float16 autocast when ``amp``), and the split's metrics.
+                fpr_limit: float, keep: Sequence[int] = (), fpr_limit_strict: float = PRO_FPR_LIMIT_STRICT,
+                **score_kwargs: Any) -> Evaluation:
+    """``model.score`` over every batch of ``loader`` (float16 autocast when ``amp``), and the split's metrics
+    (PRO at ``fpr_limit`` and at ``fpr_limit_strict``).
     ``keep``: positions in the split whose per-scale maps the Evaluation keeps (the heatmap figure needs no second scoring)."""
     model.eval()
     scores, labels, maps, masks = [], [], [], []
@@ -78,4 +94,5 @@ def score_split(model: torch.nn.Module, loader: Iterable[dict[str, Any]], device
     s, y, m, g = np.concatenate(scores), np.concatenate(labels), np.concatenate(maps), np.concatenate(masks)
     order = tuple(i for i in keep if i in kept)
     scale_maps = [np.stack([kept[i][level] for i in order]) for level in range(len(kept[order[0]]))] if order else None
-    return Evaluation(compute_metrics(s, y, m, g, fpr_limit=fpr_limit), s, y, m, g, seconds, order, scale_maps)
+    metrics = compute_metrics(s, y, m, g, fpr_limit=fpr_limit, fpr_limit_strict=fpr_limit_strict)
+    return Evaluation(metrics, s, y, m, g, seconds, order, scale_maps)

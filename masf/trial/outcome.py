@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 
 from masf.config import Config
 from masf.fingerprint import config_fingerprint
 from masf.trial.evaluation import Evaluation
+
+# the keys of an evaluation record beyond SELECTION_METRICS that a selection's result row keeps: the per-defect-type
+# metrics (defect/<type>/<metric>, masf.metrics.defect_type_metrics) and SegF1's threshold
+EXTRA_KEYS = ("defect/", "pixel_normal_threshold")
+
+
+def selection_extras(records: Mapping[str, Optional[Mapping[str, Any]]]) -> dict[str, float]:
+    """``<selection>/<key>`` for every key of each selection's evaluation record that starts with one of
+    ``EXTRA_KEYS``, e.g. ``last/defect/scratch/pro``, ``best_on_val/pixel_normal_threshold``; a selection
+    whose record is None (no validation split: no best_on_val) gives none."""
+    return {f"{sel}/{k}": float(v) for sel, rec in records.items() if rec for k, v in rec.items() if k.startswith(EXTRA_KEYS)}
 
 
 @dataclass
@@ -36,6 +47,9 @@ class TrainOutcome:
     # scored before a resume has none
     test_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     trainable_parameters: int = 0
+    # the row's numbers beyond SELECTION_METRICS, keyed as the row keys them (``selection_extras``): last and
+    # best_on_val's per-defect-type metrics (<selection>/defect/<type>/<metric>) and SegF1 thresholds
+    selection_extras: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

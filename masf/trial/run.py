@@ -222,6 +222,7 @@ def result_row(cfg: Config, outcome: Any, extra: dict[str, Any]) -> dict[str, An
         test_images=int(len(outcome.final.labels)),
     )
     row.update(outcome.student_only)
+    row.update(outcome.selection_extras)  # per defect type metrics and the SegF1 threshold (masf/trial/outcome.py)
     if outcome.resumed_code:
         row["resumed_from_code"] = outcome.resumed_code
     row.update(outcome.bank_stats)

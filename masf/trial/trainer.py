@@ -29,10 +29,10 @@ from torch.utils.data import DataLoader, Dataset
 from masf.config import Config
 from masf.errors import MasfError, TrainingError
 from masf.trial.deferred import DeferredTests, scoring_state
-from masf.trial.outcome import Member, TrainOutcome
-from masf.trial.evaluation import Evaluation, composite, heatmap_indices, score_split, select_epoch
+from masf.trial.outcome import Member, TrainOutcome, selection_extras
+from masf.trial.evaluation import Evaluation, composite, heatmap_indices, score_split, select_epoch, val_threshold_metrics
 from masf.fingerprint import trial_identity
-from masf.metrics import METRIC_KEYS, SELECTION_METRICS, VAL_THRESHOLD_METRICS, f1_at, f1_threshold
+from masf.metrics import METRIC_KEYS, SELECTION_METRICS, VAL_THRESHOLD_METRICS, defect_type_metrics
 from masf.records import test_statistics
 
 CHECKPOINT = "checkpoint.pt"
@@ -113,7 +113,9 @@ class Trainer:
         self.test_loader = DataLoader(test_set, batch_size=cfg.data.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
         # the test images of the heatmap figure: the test scoring keeps their per-scale maps
         samples = getattr(test_set, "samples", None)
-        self.heatmap_rows = (heatmap_indices(test_set.labels(), [x.defect_type for x in samples], cfg.eval.heatmap_images)
+        # each test image's defect type (its test folder): the per-type metrics and the per-image records keep it
+        self.test_types: Optional[list[str]] = [x.defect_type for x in samples] if samples is not None else None
+        self.heatmap_rows = (heatmap_indices(test_set.labels(), self.test_types, cfg.eval.heatmap_images)
                              if cfg.eval.figures and samples is not None else ())
         self.val_loader = (
             DataLoader(val_set, batch_size=cfg.data.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
@@ -394,7 +396,11 @@ class Trainer:
         kwargs = {"student_only": True, "ttsa": False} if student_only else {"ttsa": ttsa}
         keep = self.heatmap_rows if loader is None and ttsa is None and not student_only else ()  # the configured scoring
         return score_split(model or self.model, loader or self.test_loader, self.device, self.amp,
-                           self.cfg.eval.pro_fpr_limit, keep=keep, **kwargs)
+                           self.cfg.eval.pro_fpr_limit, keep=keep, fpr_limit_strict=self.cfg.eval.pro_fpr_limit_strict, **kwargs)
+
+    def _types_of(self, ev: Evaluation) -> Optional[list[str]]:
+        """The defect type of each image of a test evaluation (None when the test set does not say)."""
+        return self.test_types if self.test_types is not None and len(self.test_types) == len(ev.labels) else None
 
     def evaluate_members(self, test: bool = True, prepare: bool = True,
                          members: Optional[list[Member]] = None) -> dict[Optional[str], tuple[Optional[Evaluation], dict[str, float]]]:
@@ -426,6 +432,10 @@ class Trainer:
         tested = self.evaluate(model=model) if test else None
         if tested is not None:
             record.update(tested.metrics)
+            types = self._types_of(tested)
+            if types is not None:  # defect/<type>/<metric>
+                record.update(defect_type_metrics(tested.image_scores, tested.labels, tested.maps, tested.masks, types,
+                                                  self.cfg.eval.pro_fpr_limit))
         if getattr(model, "has_student", False):
             if tested is not None:
                 alone = self.evaluate(student_only=True, model=model)
@@ -441,8 +451,7 @@ class Trainer:
             return tested, record
         val = self.evaluate(loader=self.val_loader, model=model)
         if tested is not None:  # thresholds fixed on validation, then applied to test
-            record["image_f1_at_val_threshold"] = f1_at(tested.image_scores, tested.labels, f1_threshold(val.image_scores, val.labels))
-            record["pixel_f1_at_val_threshold"] = f1_at(tested.maps, tested.masks, f1_threshold(val.maps, val.masks))
+            record.update(val_threshold_metrics(tested, val))
         record.update({f"val/{k}": v for k, v in val.metrics.items()})
         record["val/composite"] = composite(val.metrics, weights)
         record["val_eval_seconds"] = val.seconds
@@ -541,8 +550,10 @@ class Trainer:
         for m in self.members:
             if m.name in evaluated and evaluated[m.name][0] is not None:
                 ev = evaluated[m.name][0]
-                m.test_stats[epoch or self.epoch] = test_statistics(ev.image_scores, ev.labels, ev.maps, ev.masks, self.cfg.eval.pro_fpr_limit,
-                                                           images=names if len(names) == len(ev.labels) else None)
+                m.test_stats[epoch or self.epoch] = test_statistics(
+                    ev.image_scores, ev.labels, ev.maps, ev.masks, self.cfg.eval.pro_fpr_limit,
+                    images=names if len(names) == len(ev.labels) else None,
+                    fpr_limit_strict=self.cfg.eval.pro_fpr_limit_strict, defect_types=self._types_of(ev))
 
     def _outcome(self, m: Member, final: Evaluation, final_record: dict[str, float], totals: dict[str, Any]) -> TrainOutcome:
         best = select_epoch(m.history, "composite") if self.test_every else None  # (selected: not every epoch has test)
@@ -564,6 +575,7 @@ class Trainer:
             val_last={k: final_record[f"val/{k}"] for k in METRIC_KEYS} if by_val else {},
             resumed_code=self.resumed_code,
             student_only={k: float(v) for k, v in final_record.items() if k.startswith(("student_only/", "val/student_only/"))},
+            selection_extras=selection_extras({"last": final_record, "best_on_val": by_val}),
             calibration_shared=self.calibration_shared,
             **totals,
         )
