@@ -567,7 +567,7 @@ def test_rayjob_entrypoint_parses_with_the_real_cli() -> None:
     p = ctx.params
     assert p["address"] == "auto"
     assert p["tracking_uri"] == mlflow_service_url()
-    assert str(p["storage"]).startswith("/mnt/shared/") and str(p["data_root"]).startswith("/mnt/shared/")
+    assert str(p["storage"]).startswith("/mnt/shared/") and all(str(r).startswith("/mnt/shared/") for r in p["data_root"])
     assert p["resume"] is True, "a re-applied RayJob must continue the sweep, not refuse it"
     (group,) = gpu_groups(rj["spec"]["rayClusterSpec"])
     (worker,) = group["template"]["spec"]["containers"]

@@ -21,8 +21,10 @@ def leaderboard(
     tables: str = typer.Option("category,ablation", "--tables", "-t", help="Which tables, comma-separated: category, ablation (with paired intervals), paired (per category, --variant vs --reference), efficiency."),
     reference: str = typer.Option("full", "--reference", help="The variant every paired difference is taken to."),
     paper: bool = typer.Option(False, "--paper", help="Show the MASF paper's reported figures beside (its Tables 1, 3, 4), for runs whose data was declared MVTec AD (run --dataset mvtec_ad)."),
+    by_defect_type: bool = typer.Option(False, "--by-defect-type", help="Also a table of image AUROC and PRO per category and defect type of --variant (MVTec LOCO: logical and structural anomalies), for trials that report them."),
 ) -> None:
-    """Per-category table of a variant and, with several variants, the ablation table with paired 95 % intervals (values in %)."""
+    """Per-category table of a variant and, with several variants, the ablation table with paired 95 % intervals (values in %).
+    Runs of several datasets: one block per dataset, each averaged within itself."""
     from masf.report import figures as bf
     from masf.report import leaderboard as lb  # pandas and matplotlib load here, not for --help
     from masf.runner.tracking import default_tracking_uri
@@ -34,7 +36,8 @@ def leaderboard(
     for t in wanted:
         lb.check_choice(t, lb.TABLES, "--tables")
     uri = tracking_uri or default_tracking_uri()
-    df, records, tables = build_tables(uri, experiment, sweep, variant, selection, columns, wanted, reference, paper)
+    df, records, tables = build_tables(uri, experiment, sweep, variant, selection, columns, wanted, reference, paper,
+                                       by_defect=by_defect_type)
     print_tables(tables, fmt)
     if figure is not None:
         nums = next((t.attrs["numbers"] for t, title in tables if title == lb.ablation_title(selection)), None)
@@ -48,9 +51,11 @@ def leaderboard(
 
 
 def build_tables(uri: str, experiment: str, sweep: Optional[str], variant: str, selection: str, columns: list[str],
-                 wanted: list[str], reference: str = "full", paper: bool = False, paired: Optional[str] = None):
+                 wanted: list[str], reference: str = "full", paper: bool = False, paired: Optional[str] = None,
+                 by_defect: bool = False):
     """(frame, records, [(table, title)]) of the sweep's runs: the tables named in ``wanted``; the per-category
-    table of ``variant``, the paired one of ``paired`` (default: ``variant``) against ``reference``."""
+    table of ``variant``, the paired one of ``paired`` (default: ``variant``) against ``reference``; with
+    ``by_defect`` the per-defect-type table of ``variant`` after the per-category one."""
     from masf.report import leaderboard as lb
     from masf.report.store import MlflowRecords, load_frame
 
@@ -60,6 +65,8 @@ def build_tables(uri: str, experiment: str, sweep: Optional[str], variant: str, 
     tables = []
     if "category" in wanted:
         tables.append((lb.category_table(df, variant, selection, columns, paper=paper), lb.category_title(variant, selection)))
+    if by_defect:
+        tables.append((lb.defect_table(df, variant, selection), lb.defect_title(variant, selection)))
     if "ablation" in wanted and several:
         tables.append((lb.ablation_table(df, selection, reference, columns, records, paper=paper), lb.ablation_title(selection)))
     if "paired" in wanted:
@@ -93,11 +100,26 @@ def print_tables(tables: list, fmt: str = "table") -> None:
 
 
 def side_by_side(df, variants: list[str], metrics: tuple[str, ...] = ("image_auroc", "pixel_auroc", "pro")):
-    """Per category, each metric's value for every variant next to each other (last epoch, %, mean over seeds)."""
+    """Per category, each metric's value for every variant next to each other (last epoch, %, mean over seeds);
+    rows of several datasets: one block per dataset (the variants it has), each with its own mean."""
+    from masf.report import leaderboard as lb
+
+    table = lb.per_dataset(_side_by_side, df, variants, metrics).fillna("—")
+    table.attrs["caption"] = ("Selection: last epoch (headline); values in %, mean over the finished seeds; student alone: "
+                              "the student's cosine maps without the bank or TTSA; `masf-bench leaderboard` gives the "
+                              "full tables, with paired intervals")
+    return table
+
+
+def _side_by_side(df, variants: list[str], metrics: tuple[str, ...]):
+    """``side_by_side`` of one dataset's rows, of the variants it has (LeaderboardError when it has none)."""
     import pandas as pd
 
     from masf.report import leaderboard as lb
 
+    variants = [v for v in variants if v in set(df.variant)]
+    if not variants:
+        raise lb.LeaderboardError(f"no trials of the variants asked for (variants here: {', '.join(lb.variants_in(df))})")
     numbers = {v: lb.category_numbers(df, v, "last") for v in variants}
     fmt = lambda x: f"{x:.2f}" if x == x else "—"  # noqa: E731
     columns = {f"{lb.METRICS[m]} {v}": numbers[v][f"{m}_mean"].map(fmt) for m in metrics for v in variants}
@@ -108,9 +130,6 @@ def side_by_side(df, variants: list[str], metrics: tuple[str, ...] = ("image_aur
         columns[f"student alone image AUROC {with_student[0]}"] = numbers[with_student[0]][student].map(fmt)
     table = pd.DataFrame(columns)
     table.index.name = "category"
-    table.attrs["caption"] = ("Selection: last epoch (headline); values in %, mean over the finished seeds; student alone: "
-                              "the student's cosine maps without the bank or TTSA; `masf-bench leaderboard` gives the "
-                              "full tables, with paired intervals")
     return table
 
 

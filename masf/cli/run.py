@@ -31,7 +31,12 @@ def run(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: 0)."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help=PRESET_HELP + " (default: demo)"),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset root in MVTec layout (default: $MVTEC_AD_ROOT, else the synthetic dataset)."),
+    data_root: list[str] = typer.Option(
+        [], "--data-root",
+        help="Dataset root, read in its dataset's layout or the one recognised (default: $NAME_ROOT of --dataset, e.g. "
+             "$VISA_ROOT; undeclared: $MVTEC_AD_ROOT, else the synthetic dataset). For a suite across datasets: "
+             "NAME=PATH, repeated, e.g. --data-root visa=/data/visa."),
+    skip_missing: bool = typer.Option(False, "--skip-missing", help="A suite's dataset whose root is not given or not a folder is skipped with a line instead of stopping the sweep."),
     address: Optional[str] = typer.Option(None, "--address", envvar="MASF_RAY_ADDRESS", help="Ray cluster: auto, host:port or ray://host:10001 (default: a local Ray in-process)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow store (default: sqlite file mlflow.db in the working directory)."),
     experiment: str = typer.Option("masf-bench", "--experiment", "-e", envvar="MASF_EXPERIMENT", help="MLflow experiment of the sweep."),
@@ -52,17 +57,19 @@ def run(
         20.0, "--feature-cache-gb",
         help="Keep the teacher's features in STORAGE/feature-cache up to this size (>= 0), for every trial of the sweep (0: in memory only, per trial; CUDA trials use it only with --set train.feature_cache=on)."),
     resume: bool = typer.Option(False, "--resume", help="Finish a stopped sweep (same arguments): only missing trials run."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Declare what the data is (data.dataset): mvtec_ad lets `leaderboard --paper` show the MASF paper's reported figures beside these results; never inferred from category names."),
-    suite: Optional[str] = typer.Option(None, "--suite", help="A benchmark suite (bench/suites) or ablation grid (ablations/grids) by name, or a YAML path: its categories, variants, seeds and preset, where not given here."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Declare what the data is (data.dataset: mvtec_ad, mpdd, mvtec_3d, visa, mvtec_ad2, mvtec_loco, btad): it picks the layout the root is read in, and mvtec_ad lets `leaderboard --paper` show the MASF paper's reported figures beside these results; never inferred from category names. With a suite across datasets: run that dataset alone."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="A benchmark suite (bench/suites) or ablation grid (ablations/grids) by name, or a YAML path: its categories (or datasets), variants, seeds, preset and dataset, where not given here."),
 ) -> None:
     """Sweep categories x variants x seeds on Ray Tune, tracked in MLflow."""
     from masf.runner.sweep import SweepOptions, run_sweep
 
+    datasets = None
     if suite:
         from masf.runner.plan import load_suite
 
         spec = load_suite(suite)
-        if not (all_categories or categories):
+        datasets = spec.get("datasets")  # across datasets: each entry's categories, unless given here for all
+        if datasets is None and not (all_categories or categories):
             cats = spec.get("categories")
             all_categories = cats == "all"
             categories = None if all_categories else ",".join(map(str, cats or []))
@@ -75,16 +82,16 @@ def run(
         if preset is None and "preset" in spec:
             preset = str(spec["preset"])
         overrides = [*map(str, spec.get("overrides", [])), *overrides]
+        dataset = dataset or spec.get("dataset")
 
-    if dataset:
-        overrides = [*overrides, f"data.dataset={dataset}"]
     if all_categories and categories:
         raise MasfError("give --all-categories or --categories, not both")
     if ablations and variants:
         raise MasfError("give --ablations or --variants, not both")
     opts = SweepOptions(
         categories=_csv(categories), all_categories=all_categories, variants=_csv(variants), ablations=ablations,
-        seeds=_seeds(seeds or "0"), preset=preset or "demo", overrides=list(overrides), data_root=str(data_root) if data_root else None,
+        seeds=_seeds(seeds or "0"), preset=preset or "demo", overrides=list(overrides), data_roots=list(data_root),
+        dataset=dataset or "", datasets=datasets, suite=suite or "", skip_missing=skip_missing,
         address=address, tracking_uri=tracking_uri, experiment=experiment, storage=str(storage) if storage else None,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
         max_failures=max_failures, resume=resume, reuse_workers=reuse_workers, share=share, feature_cache_gb=feature_cache_gb,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from masf.report.leaderboard import base_variant, variants_in
+from masf.report.leaderboard import base_variant, datasets_in, each_dataset, stack_datasets, variants_in
 from masf.config.variants import get_variant, list_variants
 
 EFFICIENCY_TITLE = "Efficiency: what each variant costs per trial"
@@ -40,7 +40,20 @@ def efficiency_numbers(df: pd.DataFrame) -> pd.DataFrame:
 
 def efficiency_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per variant: trainable parameters, training seconds and optimiser steps, inference ms per image with and
-    without TTSA, peak memory of the trial (mean over trials; memory also the max)."""
+    without TTSA, peak memory of the trial (mean over trials; memory also the max); rows spanning datasets give
+    one block per dataset (costs follow the images' number and size, so they are never averaged across)."""
+    if len(datasets_in(df)) <= 1:
+        return _efficiency_table(df)
+    parts = each_dataset(df, _efficiency_table)
+    caption = next(iter(parts.values())).attrs["caption"]  # the same for every block
+    for part in parts.values():
+        part.attrs.clear()  # concat compares attrs, and a frame in them has no truth value
+    table = stack_datasets(parts)
+    table.attrs.update(caption=caption)
+    return table
+
+
+def _efficiency_table(df: pd.DataFrame) -> pd.DataFrame:
     nums = efficiency_numbers(df)
     cuda = "peak_cuda_mb_mean" in nums and nums["peak_cuda_mb_mean"].notna().any()
     rows = {}

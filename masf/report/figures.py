@@ -20,12 +20,23 @@ from masf.report.leaderboard import (DEFAULT_METRICS, METRICS, SELECTIONS, Recor
                               ablation_numbers, category_numbers, check_choice, variants_in)
 
 
+def _no_means(nums: pd.DataFrame) -> pd.DataFrame:
+    """``category_numbers`` without its mean rows (one per dataset in rows spanning datasets)."""
+    return nums[[(k[-1] if isinstance(k, tuple) else k) != "mean" for k in nums.index]]
+
+
+def _label(category) -> str:
+    """A category, or 'dataset / category' across datasets."""
+    return " / ".join(category) if isinstance(category, tuple) else str(category)
+
+
 def category_bars(df: pd.DataFrame, path: Path, selection: str = "last", metric: str = "image_auroc") -> Path:
-    """Grouped bars: one group per category, one bar per variant, error bars = sample std over seeds."""
+    """Grouped bars: one group per category (per dataset and category across datasets), one bar per variant,
+    error bars = sample std over seeds."""
     check_choice(metric, list(METRICS), "metric")
     variants = variants_in(df)
-    per = {v: category_numbers(df, v, selection).drop(index="mean") for v in variants}
-    cats = sorted(df.category.unique())
+    per = {v: _no_means(category_numbers(df, v, selection)) for v in variants}
+    cats = sorted({c for p in per.values() for c in p.index})
     width = 0.8 / len(variants)
     fig, ax = plt.subplots(figsize=(min(24.0, 2.0 + 0.35 * len(cats) * len(variants) + 0.5 * len(cats)), 4.5))
     means = pd.concat([p[f"{metric}_mean"] for p in per.values()])
@@ -40,7 +51,7 @@ def category_bars(df: pd.DataFrame, path: Path, selection: str = "last", metric:
         for xi, m, status in zip(x, mean, cn.status.fillna("missing")):
             if np.isnan(m):
                 ax.text(xi, low + 0.5, "missing" if status == "missing" else status, rotation=90, ha="center", va="bottom", fontsize=7, color="red")
-    ax.set_xticks(np.arange(len(cats)), cats, rotation=30, ha="right")
+    ax.set_xticks(np.arange(len(cats)), [_label(c) for c in cats], rotation=30, ha="right")
     ax.set_ylim(low, 100.0)
     ax.set_ylabel(f"{METRICS[metric]} (%)")
     done = df[df.status.eq("finished")]
@@ -58,7 +69,8 @@ def paired_figure(nums: pd.DataFrame, path: Path, metrics: Sequence[str] = DEFAU
                   title: str = "") -> Path:
     """The paired differences with their 95 % intervals: one row per variant, one panel per metric (``ablation_numbers``
     or ``paired_category_numbers`` rows)."""
-    rows = [v for v in nums.index if v != reference and nums.loc[v, [f"delta_{m}" for m in metrics]].notna().any()]
+    rows = [v for v in nums.index if (v[-1] if isinstance(v, tuple) else v) != reference
+            and nums.loc[v, [f"delta_{m}" for m in metrics]].notna().any()]
     ncols = min(4, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1.5, nrows * (0.45 * max(1, len(rows)) + 1.4)), squeeze=False)
@@ -76,7 +88,7 @@ def paired_figure(nums: pd.DataFrame, path: Path, metrics: Sequence[str] = DEFAU
             if excl:
                 ax.annotate("*", (di, yi), textcoords="offset points", xytext=(0, 5), ha="center")
         ax.set_title(f"Δ {METRICS[m]} (pp)", fontsize=9)
-        ax.set_yticks(y, rows)
+        ax.set_yticks(y, [_label(r) for r in rows])
     fig.suptitle(title or f"paired differences vs {reference}, 95 % intervals (hollow: no interval; *: excludes 0)", fontsize=9, y=1.0)
     fig.tight_layout()
     path = Path(path)
@@ -89,14 +101,14 @@ def paired_figure(nums: pd.DataFrame, path: Path, metrics: Sequence[str] = DEFAU
 def pro_curves_figure(df: pd.DataFrame, records: RecordSource, path: Path, selection: str = "last") -> Path:
     """PRO against FPR up to the PRO limit, one panel per category, one line per variant (mean over its seeds' curves on
     one FPR grid), from the trials' per-image records; a variant without records is left out and named in the title."""
-    cats = sorted(df.category.unique())
+    cats = sorted(set(zip(df.dataset_label, df.category)))  # a category of each dataset apart
     variants = variants_in(df)
     fig, axes = plt.subplots(1, len(cats), figsize=(4.2 * len(cats), 3.6), squeeze=False)
     missing: set[str] = set()
     limit = 0.3
-    for ax, cat in zip(axes[0], cats):
+    for ax, (label, cat) in zip(axes[0], cats):
         for v in variants:
-            ok = _finished(df[(df.variant == v) & (df.category == cat)], selection)
+            ok = _finished(df[(df.variant == v) & (df.dataset_label == label) & (df.category == cat)], selection)
             recs = [r for r in (records(rid, selection) for rid in ok.run_id) if r is not None]
             if not recs:
                 missing.add(v) if len(ok) else None
@@ -109,7 +121,7 @@ def pro_curves_figure(df: pd.DataFrame, records: RecordSource, path: Path, selec
         ax.set_ylim(0.0, 1.0)
         ax.set_xlabel("FPR")
         ax.set_ylabel("PRO")
-        ax.set_title(cat, fontsize=9)
+        ax.set_title(f"{label} / {cat}" if len({d for d, _ in cats}) > 1 else cat, fontsize=9)
         if ax.get_lines():
             ax.legend(fontsize=7)
         else:

@@ -14,6 +14,13 @@ the tag ran the spec reading), and its deltas are taken to the reference of the 
 The display tables carry their numeric frame in ``table.attrs["numbers"]`` (what csv writes)
 and their caption in ``table.attrs["caption"]``.
 
+Numbers are averaged within one dataset, never across datasets: each trial has a dataset label
+(``dataset_label``: the declared dataset, else its layout and data root folder), and rows of several
+labels make tables of one block per dataset, each with its own mean, under a first index level
+"dataset". A dataset whose trials report metrics per defect type (``<selection>/defect/<type>/<metric>``)
+with MVTec LOCO's logical and structural anomalies shows their image AUROC beside the overall one;
+``defect_table`` shows image AUROC and PRO per defect type for any dataset.
+
 Every Δ to the reference is paired by seed (same seed, same data) and carries a 95 % interval: a
 t interval over seeds, or with one seed a paired bootstrap over test images from the trials'
 per-image records (masf/records.py; intervals in masf/report/intervals.py, fetched from MLflow by ``MlflowRecords`` in masf/report/store.py). Columns are picked
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import PurePath
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np  # noqa: E402
@@ -33,7 +41,7 @@ from rich.table import Table  # noqa: E402
 
 from masf.errors import MasfError  # noqa: E402
 from masf.fingerprint import variant_fingerprint  # noqa: E402
-from masf.metrics import METRIC_KEYS, METRIC_LABELS, TEST_THRESHOLD_METRICS  # noqa: E402
+from masf.metrics import METRIC_KEYS, METRIC_LABELS, TEST_THRESHOLD_METRICS, VAL_THRESHOLD_LABELS  # noqa: E402
 from masf.metrics import SELECTIONS as TRIAL_SELECTIONS  # noqa: E402
 from masf.report.paper import MVTEC_AD, PAPER_METRICS, ablation_row, category_figures, dataset_name  # noqa: E402
 from masf.records import StatsError
@@ -47,7 +55,7 @@ OTHER_DEFINITION = " (other definition)"
 FORMATS = ("table", "md", "csv", "latex")
 TABLES = ("category", "ablation", "paired", "efficiency")
 # every metric a table can show; † marks a threshold chosen on the test split itself (an oracle threshold)
-METRICS = {m: label + "†" * (m in TEST_THRESHOLD_METRICS) for m, label in METRIC_LABELS.items()}
+METRICS = {m: label + "†" * (m in TEST_THRESHOLD_METRICS) for m, label in {**METRIC_LABELS, **VAL_THRESHOLD_LABELS}.items()}
 DEFAULT_METRICS = ("image_auroc", "pixel_auroc", "pro", "image_ap")
 # ADer's benchmark columns (image AUROC / AP / F1-max, pixel AUROC / AP / F1-max, AUPRO, IoU-max, mAD): every metric
 ADER_METRICS = METRIC_KEYS
@@ -61,8 +69,16 @@ _TEXT = ("warnings", "notes", "interval", "reported in")  # left-aligned columns
 ALL_SWEEPS = "all"  # --sweep all: merge every sweep of the experiment
 _STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running", "SCHEDULED": "running"}
 _WORST = ["failed", TIMED_OUT, "killed", "no result", "running", "missing", "finished"]  # what a category with no result shows
-_INFO = ["preset", "backbone", "weights_source", "device", "dataset"]  # tags kept per trial
-_BASE = ["sweep", "trial_key", "category", "variant", "seed", "status", "error", "run_id", "start_time", *_INFO, "training_group"]
+_INFO = ["preset", "backbone", "weights_source", "device", "dataset", "layout", "data_root"]  # tags kept per trial
+_BASE = ["sweep", "trial_key", "dataset_label", "category", "variant", "seed", "status", "error", "run_id", "start_time", *_INFO,
+         "training_group"]
+DATASET_LEVEL = "dataset"  # the first index level of a table spanning datasets
+SYNTHETIC = "synthetic"  # the label of undeclared data in the synthetic cache's folders (synthetic-v<N>-...)
+DEFECT = "defect"  # per-defect-type metrics: "<selection>/defect/<type>/<metric>"
+# defect types shown beside the overall image AUROC in the per-category table where present (MVTec LOCO's two kinds)
+DEFECT_SPLITS = ("logical_anomalies", "structural_anomalies")
+DEFECT_SPLIT_METRICS = ("image_auroc",)
+DEFECT_METRICS = ("image_auroc", "pro")  # the per-defect-type table's metrics
 
 Trial = tuple[str, str, int]  # (category, variant, seed)
 
@@ -112,6 +128,104 @@ def _threshold_note(metrics: Sequence[str]) -> str:
     return ("; " + TEST_THRESHOLD_NOTE) if any("†" in METRICS[m] for m in metrics) else ""
 
 
+# ---------------------------------------------------------------- datasets
+
+
+def dataset_label(dataset: str, layout: str, root: str) -> str:
+    """What a trial's numbers are averaged within: its declared dataset's name ('mvtec_ad', 'visa'); undeclared,
+    its layout and data root folder ('mvtec_ad layout: wood_real'), a synthetic cache folder as 'synthetic';
+    '' for a run that carries neither (logged before trials were tagged with their data)."""
+    declared = dataset_name(dataset)
+    if declared:
+        return declared
+    if not (layout or root):
+        return ""
+    folder = PurePath(root).name
+    return SYNTHETIC if folder.startswith(f"{SYNTHETIC}-v") else f"{layout or 'mvtec_ad'} layout: {folder}"
+
+
+def key_scope(key: str) -> str:
+    """A trial key's category part: 'bottle' of 'bottle/full/seed0', 'visa/pcb1' of 'visa/pcb1/full/seed0'."""
+    return key.rsplit("/", 2)[0]
+
+
+def _distinct_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """Undeclared data of one label read from several roots: each label gets its root, so they never average."""
+    roots = df.groupby("dataset_label").data_root.nunique()
+    pick = df.dataset_label.isin(roots[roots > 1].index) & df.dataset.map(dataset_name).eq("")
+    df.loc[pick, "dataset_label"] = df.loc[pick, "dataset_label"] + " (" + df.loc[pick, "data_root"] + ")"
+    return df
+
+
+def datasets_in(df: pd.DataFrame) -> list[str]:
+    """The dataset labels of these rows, sorted."""
+    return sorted(df.dataset_label.unique())
+
+
+def by_dataset(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(label, rows) per dataset label, sorted; every part keeps the frame's attrs (its sweeps)."""
+    parts = []
+    for label in datasets_in(df):
+        part = df[df.dataset_label == label]
+        part.attrs = dict(df.attrs)
+        parts.append((label, part))
+    return parts
+
+
+def _merged_columns(lists: Sequence[Sequence[str]]) -> list[str]:
+    """The union of column lists, each column after the one it follows in the first list that has it."""
+    order: list[str] = []
+    for cols in lists:
+        for i, c in enumerate(cols):
+            if c not in order:
+                order.insert(order.index(cols[i - 1]) + 1 if i else 0, c)
+    return order
+
+
+def stack_datasets(parts: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Each dataset's frame (of rows spanning datasets) under a first index level "dataset", also when only one
+    dataset has a frame; columns merged, absent cells NaN."""
+    columns = _merged_columns([list(p.columns) for p in parts.values()])
+    return pd.concat({k: p.reindex(columns=columns) for k, p in parts.items()}, names=[DATASET_LEVEL])
+
+
+def each_dataset(df: pd.DataFrame, fn: Callable[[pd.DataFrame], Any]) -> dict[str, Any]:
+    """``fn(rows)`` of each dataset's rows, by label. A dataset whose rows ``fn`` refuses (LeaderboardError: no
+    trials of the variant asked for, ...) is left out; when every one is, ``fn`` of all the rows raises the error."""
+    out = {}
+    for label, part in by_dataset(df):
+        try:
+            out[label] = fn(part)
+        except LeaderboardError:
+            continue
+    if not out:
+        fn(df)
+    return out
+
+
+def per_dataset(numbers: Callable[..., pd.DataFrame], df: pd.DataFrame, *args: Any, **kwargs: Any) -> pd.DataFrame:
+    """``numbers(rows, *args, **kwargs)``, of rows spanning datasets per dataset, stacked (``stack_datasets``)."""
+    if len(datasets_in(df)) <= 1:
+        return numbers(df, *args, **kwargs)
+    return stack_datasets(each_dataset(df, lambda part: numbers(part, *args, **kwargs)))
+
+
+def _dataset_note(parts: Sequence[Any]) -> str:
+    return (f"; one block per dataset ({len(parts)}), each averaged within itself, never across datasets"
+            if len(parts) > 1 else "")
+
+
+def _joined_extras(extras: Mapping[str, str]) -> str:
+    """The caption notes of each dataset block: as they are for one block, else each once and labelled."""
+    if len(extras) == 1:
+        return next(iter(extras.values()))
+    seen: dict[str, list[str]] = {}
+    for label, extra in extras.items():
+        if extra:
+            seen.setdefault(extra, []).append(label)
+    return "".join(f"; {', '.join(labels)}: {extra.removeprefix('; ')}" for extra, labels in seen.items())
+
+
 # ---------------------------------------------------------------- runs -> one row per trial
 
 
@@ -146,7 +260,7 @@ def planned_from_params(params: Mapping[str, str]) -> list[Trial]:
 
 def _row(run: Mapping[str, Any]) -> dict[str, Any]:
     key = run.get("tag:masf.trial_key", "")
-    parts = key.split("/") if key.count("/") == 2 else ["", "", "seed-1"]
+    parts = key.split("/")[-3:] if key.count("/") in (2, 3) else ["", "", "seed-1"]
     seed = run.get("tag:seed", parts[2].removeprefix("seed"))
     status = _STATUS.get(str(run.get("status")), str(run.get("status", "")).lower())
     if status == "finished" and "last/image_auroc" not in run:
@@ -161,7 +275,9 @@ def _row(run: Mapping[str, Any]) -> dict[str, Any]:
     if not fingerprint_ok:
         variant += OTHER_DEFINITION  # never merged with the registry's current definition of the name
     row = {
-        "sweep": run.get("tag:masf.sweep", ""), "trial_key": key, "category": run.get("tag:category", parts[0]),
+        "sweep": run.get("tag:masf.sweep", ""), "trial_key": key,
+        "dataset_label": dataset_label(*(str(run.get(f"tag:{k}", "")) for k in ("dataset", "layout", "data_root"))),
+        "category": run.get("tag:category", parts[0]),
         "variant": variant, "seed": int(seed), "status": status,
         "error": error,
         "run_id": run.get("run_id", ""), "start_time": int(run.get("start_time") or 0),
@@ -180,29 +296,64 @@ def runs_frame(runs: Sequence[Mapping[str, Any]], sweep: Optional[str] = None, e
     """One row per trial key of the chosen sweep(s) (see ``pick_sweeps``), planned-but-absent trials as 'missing'.
 
     Several runs of one key: the FINISHED one wins, else the newest. Without ``expected``
-    the plan of each sweep is the product of the categories, variants and seeds seen in it
+    the plan of each sweep is, per dataset, the product of the categories, variants and seeds seen in it
     (a sweep always plans the full product). ``attrs``: 'sweeps' shown, 'all_sweeps' present.
     """
     chosen = pick_sweeps(runs, sweep)
-    df = pd.DataFrame([_row(r) for r in runs if r.get("tag:masf.sweep", "") in chosen])
+    df = _distinct_labels(pd.DataFrame([_row(r) for r in runs if r.get("tag:masf.sweep", "") in chosen]))
     df = df.assign(_done=df.status.eq("finished")).sort_values(["_done", "start_time"], ascending=False)
-    df = df.drop_duplicates(["category", "variant", "seed"]).drop(columns="_done")
-    plan: set[Trial] = set(map(tuple, expected or []))
-    if expected is None:
-        for _, g in df.groupby("sweep"):
-            plan |= set(itertools.product(g.category.unique(), g.variant.map(base_variant).unique(), g.seed.unique()))
-    seen = set(zip(df.category, df.variant.map(base_variant), df.seed))
-    missing = [{"sweep": chosen[0] if len(chosen) == 1 else "", "trial_key": f"{c}/{v}/seed{s}", "category": c, "variant": v,
-                "seed": int(s), "status": "missing", "error": "", "run_id": "", "start_time": 0, **dict.fromkeys(_INFO, ""), "training_group": ""} for c, v, s in sorted(plan - seen)]
+    df = df.drop_duplicates(["dataset_label", "category", "variant", "seed"]).drop(columns="_done")
+    missing = [_missing_row(chosen, label, scope, v, s) for label, scope, v, s in sorted(_planned(df, expected) - _seen(df))]
     df = pd.concat([df, pd.DataFrame(missing, columns=_BASE)], ignore_index=True) if missing else df
     rank = {v: i for i, v in enumerate(list_variants())}
-    df = df.assign(_v=df.variant.map(lambda v: rank.get(base_variant(v), len(rank)))).sort_values(["category", "_v", "variant", "seed"])
+    df = df.assign(_v=df.variant.map(lambda v: rank.get(base_variant(v), len(rank)))).sort_values(["dataset_label", "category", "_v", "variant", "seed"])
     metrics = sorted([c for c in df.columns if c not in _BASE and c != "_v"], key=lambda c: (not c.startswith("last/"), not c.startswith("best_on_val/"),
                                                                                              not c.startswith("best_on_test/"), c))
     df = df[_BASE + metrics].reset_index(drop=True)
     df["seed"] = df.seed.astype(int)
     df.attrs.update(sweeps=chosen, all_sweeps=_sweep_order(runs))
     return df
+
+
+def _scopes(df: pd.DataFrame) -> pd.Series:
+    """Each row's key scope (``key_scope``), its category where it has no trial key."""
+    return pd.Series([key_scope(k) if k.count("/") >= 2 else c for k, c in zip(df.trial_key, df.category)], index=df.index, dtype=object)
+
+
+def _seen(df: pd.DataFrame) -> set[tuple[str, str, str, int]]:
+    """(dataset label, key scope, variant, seed) of the rows."""
+    return set(zip(df.dataset_label, _scopes(df), df.variant.map(base_variant), df.seed))
+
+
+def _planned(df: pd.DataFrame, expected: Optional[Sequence[Trial]]) -> set[tuple[str, str, str, int]]:
+    """(dataset label, key scope, variant, seed) of the trials planned: ``expected`` (key scopes as the sweep's
+    categories param has them), else per sweep and dataset the product of the categories, variants and seeds seen."""
+    if expected is None:
+        plan = set()
+        for (_, label), g in df.groupby(["sweep", "dataset_label"]):
+            plan |= {(label, *t) for t in itertools.product(_scopes(g).unique(), g.variant.map(base_variant).unique(), g.seed.unique())}
+        return plan
+    labels = dict(zip(_scopes(df), df.dataset_label))
+    only = datasets_in(df)
+    return {(_scope_label(c, labels, only), c, v, int(s)) for c, v, s in expected}
+
+
+def _scope_label(scope: str, labels: Mapping[str, str], only: Sequence[str]) -> str:
+    """The dataset label of a planned key scope: that of the rows with it, else the dataset the scope names
+    ('visa/pcb1'), else the rows' one label, else ''."""
+    if scope in labels:
+        return labels[scope]
+    if "/" in scope:
+        return dataset_name(scope.split("/")[0])
+    return only[0] if len(only) == 1 else ""
+
+
+def _missing_row(chosen: Sequence[str], label: str, scope: str, variant: str, seed: int) -> dict[str, Any]:
+    """The row of a planned trial no run has."""
+    return {"sweep": chosen[0] if len(chosen) == 1 else "", "trial_key": f"{scope}/{variant}/seed{seed}", "dataset_label": label,
+            "category": scope.rsplit("/", 1)[-1], "variant": variant, "seed": int(seed), "status": "missing", "error": "",
+            "run_id": "", "start_time": 0, **dict.fromkeys(_INFO, ""),
+            "dataset": scope.split("/")[0] if "/" in scope else "", "training_group": ""}
 
 
 def variants_in(df: pd.DataFrame) -> list[str]:
@@ -240,24 +391,39 @@ def _worst(statuses: pd.Series) -> str:
     return "no result" if worst == "finished" else worst  # finished, but without this selection's metrics
 
 
+def defect_keys(df: pd.DataFrame, selection: str) -> list[str]:
+    """'defect/<type>/<metric>' of every per-defect-type metric these rows have for ``selection``, sorted."""
+    prefix = f"{selection}/{DEFECT}/"
+    return sorted(c.removeprefix(f"{selection}/") for c in df.columns if c.startswith(prefix) and df[c].notna().any())
+
+
+def _mean_std(ok: pd.DataFrame, column: str) -> tuple[float, float]:
+    """Mean and sample std in % of a metric over the finished seeds (NaN where there are none, or one for the std)."""
+    vals = ok[column].dropna() * 100.0 if column in ok else pd.Series(dtype=float)
+    return vals.mean() if len(vals) else math.nan, vals.std(ddof=1) if len(vals) > 1 else math.nan
+
+
 def category_numbers(df: pd.DataFrame, variant: str = "full", selection: str = "last") -> pd.DataFrame:
-    """Per category (sorted) and a final 'mean' row: '<metric>_mean' / '_std' in %, seeds, batches, warnings."""
+    """Per category (sorted) and a final 'mean' row: '<metric>_mean' / '_std' in %, seeds, batches, warnings;
+    the per-defect-type metrics as 'defect/<type>/<metric>_mean' / '_std'. Rows of several datasets: per dataset
+    (``per_dataset``), each with its own mean row."""
+    return per_dataset(_category_numbers, df, variant, selection)
+
+
+def _category_numbers(df: pd.DataFrame, variant: str, selection: str) -> pd.DataFrame:
     check_choice(selection, list(SELECTIONS), "--selection")
     sub = df[df.variant == variant]
     if sub.empty:
         raise LeaderboardError(f"no trials of variant '{variant}' (variants here: {', '.join(variants_in(df))})")
+    defects = defect_keys(sub, selection)
     rows: dict[str, dict[str, Any]] = {}
     for cat, g in sub.groupby("category", sort=True):
         ok = _finished(g, selection)
         row: dict[str, Any] = {}
-        for m in METRICS:
-            vals = ok[f"{selection}/{m}"].dropna() * 100.0 if f"{selection}/{m}" in ok else pd.Series(dtype=float)
-            row[f"{m}_mean"] = vals.mean() if len(vals) else math.nan
-            row[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
+        for m in [*METRICS, *defects]:
+            row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(ok, f"{selection}/{m}")
         name, key, _ = STUDENT_ONLY
-        vals = ok[key].dropna() * 100.0 if key in ok else pd.Series(dtype=float)
-        row[f"{name}_mean"] = vals.mean() if len(vals) else math.nan
-        row[f"{name}_std"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
+        row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(ok, key)
         skipped, total = (float(ok[k].sum()) if k in ok else 0.0 for k in ("skipped_batches", "total_batches"))
         row.update(seeds_finished=len(ok), seeds_planned=len(g), skipped_batches=skipped, total_batches=total,
                    status="ok" if len(ok) == len(g) else ("partial" if len(ok) else _worst(g.status)),
@@ -265,25 +431,27 @@ def category_numbers(df: pd.DataFrame, variant: str = "full", selection: str = "
         rows[cat] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     done = out[out.seeds_finished > 0]
-    mean = {f"{m}_mean": done[f"{m}_mean"].mean() for m in [*METRICS, STUDENT_ONLY[0]]}
+    mean = {f"{m}_mean": done[f"{m}_mean"].mean() for m in [*METRICS, STUDENT_ONLY[0], *defects]}
     excluded = [c for c in out.index if c not in done.index]
     mean.update(seeds_finished=int(out.seeds_finished.sum()), seeds_planned=int(out.seeds_planned.sum()),
                 skipped_batches=out.skipped_batches.sum(), total_batches=out.total_batches.sum(), status="mean",
                 warnings=f"mean over {len(done)} of {len(out)} categories" + (f" (excluded: {', '.join(excluded)})" if excluded else ""))
     out.loc["mean"] = pd.Series(mean)
     out.index.name = "category"
-    return out[[f"{m}_{s}" for m in [*METRICS, STUDENT_ONLY[0]] for s in ("mean", "std")] + ["seeds_finished", "seeds_planned", "skipped_batches", "total_batches", "status", "warnings"]]
+    return out[[f"{m}_{s}" for m in [*METRICS, STUDENT_ONLY[0], *defects] for s in ("mean", "std")]
+               + ["seeds_finished", "seeds_planned", "skipped_batches", "total_batches", "status", "warnings"]]
 
 
 RecordSource = Callable[[str, str], Optional[dict]]  # (run id, selection) -> per-image test record (masf/records.py) or None
 
 
 def _pairs(df: pd.DataFrame, variant: str, reference: str, selection: str) -> pd.DataFrame:
-    """The finished (category, seed) trials both ``variant`` and ``reference`` have: their run ids and metrics ('_ref')."""
-    cols = ["category", "seed", "run_id"] + [f"{selection}/{m}" for m in METRICS if f"{selection}/{m}" in df]
+    """The finished (dataset, category, seed) trials both ``variant`` and ``reference`` have: their run ids and metrics ('_ref')."""
+    on = ["dataset_label", "category", "seed"]
+    cols = [*on, "run_id"] + [f"{selection}/{m}" for m in METRICS if f"{selection}/{m}" in df]
     a = _finished(df[df.variant == variant], selection)[cols]
     b = _finished(df[df.variant == reference], selection)[cols]
-    return a.merge(b, on=["category", "seed"], suffixes=("", "_ref"))
+    return a.merge(b, on=on, suffixes=("", "_ref"))
 
 
 def paired_interval(pairs: pd.DataFrame, selection: str, metrics: Sequence[str], records: Optional[RecordSource] = None,
@@ -338,8 +506,13 @@ def ablation_numbers(df: pd.DataFrame, selection: str = "last", reference: str =
 
     Δ is paired by seed (same seed, same data) over the (category, seed) trials both have, with a 95 %
     interval (``paired_interval``): 'delta_M', 'low_M', 'high_M', 'excludes0_M'; 'interval' names the method.
+    Rows of several datasets: per dataset (``per_dataset``).
     """
-    per = {v: category_numbers(df, v, selection).drop(index="mean") for v in variants_in(df)}
+    return per_dataset(_ablation_numbers, df, selection, reference, records)
+
+
+def _ablation_numbers(df: pd.DataFrame, selection: str, reference: str, records: Optional[RecordSource]) -> pd.DataFrame:
+    per = {v: _category_numbers(df, v, selection).drop(index="mean") for v in variants_in(df)}
     rows = {}
     for v, cn in per.items():
         ref_name = reference + label_suffix(v)  # the reference of the same reading
@@ -378,7 +551,13 @@ def ablation_numbers(df: pd.DataFrame, selection: str = "last", reference: str =
 
 def paired_category_numbers(df: pd.DataFrame, variant: str, selection: str = "last", reference: str = "full",
                             records: Optional[RecordSource] = None) -> pd.DataFrame:
-    """Per category: the paired Δ of ``variant`` vs ``reference`` over seeds with its 95 % interval (as in the ablation table)."""
+    """Per category: the paired Δ of ``variant`` vs ``reference`` over seeds with its 95 % interval (as in the ablation
+    table); rows of several datasets: per dataset (``per_dataset``)."""
+    return per_dataset(_paired_category_numbers, df, variant, selection, reference, records)
+
+
+def _paired_category_numbers(df: pd.DataFrame, variant: str, selection: str, reference: str,
+                             records: Optional[RecordSource]) -> pd.DataFrame:
     ref_name = reference + label_suffix(variant)
     if variant not in set(df.variant):
         raise LeaderboardError(f"no trials of variant '{variant}' (variants here: {', '.join(variants_in(df))})")
@@ -436,13 +615,51 @@ def _not_declared_note(df: pd.DataFrame) -> str:
             "(masf-bench run --dataset mvtec_ad); a category name alone never matches")
 
 
+def _cell(r: pd.Series, key: str, status: str) -> str:
+    """'mean ± std' of metric ``key`` in a numbers row, else the category's status (or n/a)."""
+    return (status or "n/a") if math.isnan(r[f"{key}_mean"]) else _pct(r[f"{key}_mean"], r[f"{key}_std"])
+
+
+Built = tuple[pd.DataFrame, pd.DataFrame, str]  # a dataset block: display table, numbers, caption notes
+
+
+def _blocks(df: pd.DataFrame, build: Callable[[pd.DataFrame], Built]) -> Built:
+    """``build`` of each dataset's rows, stacked under a first index level "dataset" (``stack_datasets``; cells a
+    block lacks read "—"); the caption notes joined, with a note on the blocks. A dataset whose rows ``build``
+    refuses (LeaderboardError) is left out; when every one is, the error of all the rows is raised."""
+    if len(datasets_in(df)) <= 1:
+        return build(df)
+    built: dict[str, Built] = each_dataset(df, build)
+    table = stack_datasets({k: b[0] for k, b in built.items()}).fillna("—")
+    numbers = stack_datasets({k: b[1] for k, b in built.items()})
+    return table, numbers, _dataset_note(list(built)) + _joined_extras({k: b[2] for k, b in built.items()})
+
+
+CATEGORY_NOTE = ("mean ± sample std over finished seeds (one seed: the mean alone); seeds = finished/planned; "
+                 "failed, timed-out, running and missing trials are left out of the means, never counted as 0; "
+                 "the mean row averages the per-category means; ")
+DEFECT_SPLIT_NOTE = ("; image AUROC logical / structural: the good test images against the logical (structural) "
+                     "anomalies alone, as MVTec LOCO reports them")
+
+
 def category_table(df: pd.DataFrame, variant: str = "full", selection: str = "last", metrics: Sequence[str] = DEFAULT_METRICS,
                    paper: bool = False) -> pd.DataFrame:
-    """Table 3: categories x metrics as 'mean ± std', seeds, warnings; a 'mean' row. ``paper``: beside each
-    metric the MASF paper's reported figure and our difference to it, for data declared MVTec AD only."""
-    nums = category_numbers(df, variant, selection)
+    """Table 3: categories x metrics as 'mean ± std', seeds, warnings; a 'mean' row (per dataset: ``_blocks``).
+    ``paper``: beside each metric the MASF paper's reported figure and our difference to it, for data declared
+    MVTec AD only. Beside the image AUROC, that of MVTec LOCO's logical and structural anomalies where the trials
+    report them."""
+    table, numbers, extra = _blocks(df, lambda part: _category_block(part, variant, selection, metrics, paper))
+    table.attrs.update(numbers=numbers, caption=_caption(df[df.variant == variant], selection,
+                       CATEGORY_NOTE + STUDENT_NOTE + extra + _threshold_note(metrics)))
+    return table
+
+
+def _category_block(df: pd.DataFrame, variant: str, selection: str, metrics: Sequence[str], paper: bool) -> Built:
+    """The per-category table of one dataset's rows."""
+    nums = _category_numbers(df, variant, selection)
     sub = df[df.variant == variant]
     show_paper = paper and declared_mvtec(sub)
+    splits = [t for t in DEFECT_SPLITS if any(f"{DEFECT}/{t}/{m}_mean" in nums for m in DEFECT_SPLIT_METRICS)]
     rows = {}
     for cat, r in nums.iterrows():
         status = r.status if r.status not in ("ok", "partial", "mean") else ""
@@ -450,15 +667,17 @@ def category_table(df: pd.DataFrame, variant: str = "full", selection: str = "la
         reported = category_figures(str(cat), base_variant(variant)) if show_paper and cat != "mean" else None
         for m in metrics:
             label = METRICS[m]
-            cells[label] = (status or "n/a") if math.isnan(r[f"{m}_mean"]) else _pct(r[f"{m}_mean"], r[f"{m}_std"])
+            cells[label] = _cell(r, m, status)
+            for t in splits if m in DEFECT_SPLIT_METRICS else ():
+                key = f"{DEFECT}/{t}/{m}"
+                cells[f"{label} {t.removesuffix('_anomalies')}"] = _cell(r, key, status) if f"{key}_mean" in nums else "n/a"
             if show_paper and m in PAPER_METRICS:
                 value = reported.values.get(m) if reported else None
                 cells[f"{label} reported"] = "—" if value is None else f"{value:.2f}"
                 cells[f"Δ {label} vs reported"] = "—" if value is None or math.isnan(r[f"{m}_mean"]) else f"{r[f'{m}_mean'] - value:+.2f}"
         if show_paper:
             cells["reported in"] = reported.source if reported else ""
-        student = r[f"{STUDENT_ONLY[0]}_mean"]
-        cells[STUDENT_ONLY[2]] = (status or "n/a") if math.isnan(student) else _pct(student, r[f"{STUDENT_ONLY[0]}_std"])
+        cells[STUDENT_ONLY[2]] = _cell(r, STUDENT_ONLY[0], status)
         rows[cat] = {**cells, "seeds": f"{int(r.seeds_finished)}/{int(r.seeds_planned)}", "warnings": r.warnings}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "category"
@@ -469,17 +688,13 @@ def category_table(df: pd.DataFrame, variant: str = "full", selection: str = "la
             rep = [getattr(category_figures(str(c), base_variant(variant)), "values", {}).get(m) if c != "mean" else None for c in nums.index]
             numbers[f"{m}_reported"] = [math.nan if v is None else v for v in rep]
             numbers[f"{m}_minus_reported"] = numbers[f"{m}_mean"] - numbers[f"{m}_reported"]
-    extra = ""
+    extra = DEFECT_SPLIT_NOTE if splits and any(m in DEFECT_SPLIT_METRICS for m in metrics) else ""
     if show_paper:
-        extra = ("; reported = the MASF paper's figure as printed (masf/report/paper.py; 'reported in' names its table; "
-                 "Table 4 rows 3-6 are the paper's estimates, not measurements), Δ = ours - reported")
+        extra += ("; reported = the MASF paper's figure as printed (masf/report/paper.py; 'reported in' names its table; "
+                  "Table 4 rows 3-6 are the paper's estimates, not measurements), Δ = ours - reported")
     elif paper:
-        extra = "; " + _not_declared_note(sub)
-    table.attrs.update(numbers=numbers, caption=_caption(sub, selection,
-                       "mean ± sample std over finished seeds (one seed: the mean alone); seeds = finished/planned; "
-                       "failed, timed-out, running and missing trials are left out of the means, never counted as 0; "
-                       "the mean row averages the per-category means; " + STUDENT_NOTE + extra + _threshold_note(metrics)))
-    return table
+        extra += "; " + _not_declared_note(sub)
+    return table, numbers, extra
 
 
 def _delta_cell(d: float, lo: float, hi: float) -> str:
@@ -502,8 +717,19 @@ INTERVAL_NOTE = ("Δ [95 % interval] = variant - {ref} in percentage points (a v
 def ablation_table(df: pd.DataFrame, selection: str = "last", reference: str = "full", metrics: Sequence[str] = DEFAULT_METRICS,
                    records: Optional[RecordSource] = None, paper: bool = False) -> pd.DataFrame:
     """Table 4: variants (registry order) x metrics averaged over categories, each with its paired Δ vs ``reference``
-    and 95 % interval. ``paper``: the paper's Table 4 (Bottle) beside, when the runs are MVTec AD's bottle alone."""
-    nums = ablation_numbers(df, selection, reference, records)
+    and 95 % interval (per dataset: ``_blocks``). ``paper``: the paper's Table 4 (Bottle) beside, when the runs
+    are MVTec AD's bottle alone."""
+    table, numbers, extra = _blocks(df, lambda part: _ablation_block(part, selection, reference, metrics, records, paper))
+    table.attrs.update(numbers=numbers, caption=_caption(df, selection,
+                       "per variant: mean over seeds per category, then over categories; " + INTERVAL_NOTE.format(ref=reference)
+                       + "; failed, timed-out and missing trials left out; " + STUDENT_NOTE + extra + _threshold_note(metrics)))
+    return table
+
+
+def _ablation_block(df: pd.DataFrame, selection: str, reference: str, metrics: Sequence[str], records: Optional[RecordSource],
+                    paper: bool) -> Built:
+    """The ablation table of one dataset's rows."""
+    nums = _ablation_numbers(df, selection, reference, records)
     show_paper = paper and declared_mvtec(df) and set(df[df.status.eq("finished")].category) == {"bottle"}
     rows = {}
     for v, r in nums.iterrows():
@@ -529,23 +755,79 @@ def ablation_table(df: pd.DataFrame, selection: str = "last", reference: str = "
                  "baselines: its Table 1; no_ttsa and bank_only have no row)")
     elif paper:
         extra = "; " + (_not_declared_note(df) if not declared_mvtec(df) else "the paper's Table 4 is on Bottle alone: shown when the runs are bottle alone")
-    table.attrs.update(numbers=nums, caption=_caption(df, selection,
-                       "per variant: mean over seeds per category, then over categories; " + INTERVAL_NOTE.format(ref=reference)
-                       + "; failed, timed-out and missing trials left out; " + STUDENT_NOTE + extra + _threshold_note(metrics)))
-    return table
+    return table, nums, extra
 
 
 def paired_category_table(df: pd.DataFrame, variant: str, selection: str = "last", reference: str = "full",
                           metrics: Sequence[str] = DEFAULT_METRICS, records: Optional[RecordSource] = None) -> pd.DataFrame:
-    """Per category: ``variant`` - ``reference``, paired over seeds, with the 95 % interval of each metric."""
-    nums = paired_category_numbers(df, variant, selection, reference, records)
+    """Per category: ``variant`` - ``reference``, paired over seeds, with the 95 % interval of each metric (per dataset: ``_blocks``)."""
+    table, numbers, extra = _blocks(df, lambda part: _paired_block(part, variant, selection, reference, metrics, records))
+    table.attrs.update(numbers=numbers, caption=_caption(df[df.variant.isin([variant, reference + label_suffix(variant)])], selection,
+                       INTERVAL_NOTE.format(ref=reference + label_suffix(variant)) + extra + _threshold_note(metrics)))
+    return table
+
+
+def _paired_block(df: pd.DataFrame, variant: str, selection: str, reference: str, metrics: Sequence[str],
+                  records: Optional[RecordSource]) -> Built:
+    """The paired per-category table of one dataset's rows."""
+    nums = _paired_category_numbers(df, variant, selection, reference, records)
     rows = {cat: {**{f"Δ {METRICS[m]}": _delta_cell(r[f"delta_{m}"], r[f"low_{m}"], r[f"high_{m}"]) for m in metrics},
                   "interval": r.interval} for cat, r in nums.iterrows()}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "category"
-    table.attrs.update(numbers=nums, caption=_caption(df[df.variant.isin([variant, reference + label_suffix(variant)])], selection,
-                       INTERVAL_NOTE.format(ref=reference + label_suffix(variant)) + _threshold_note(metrics)))
+    return table, nums, ""
+
+
+DEFECT_NOTE = ("per defect type: the metric on the good test images with the images of that type alone; "
+               "a mean row averages a type over the categories that have it (types of two or more categories)")
+
+
+def defect_numbers(df: pd.DataFrame, variant: str = "full", selection: str = "last") -> pd.DataFrame:
+    """Per (category, defect type): each of ``DEFECT_METRICS`` as '<metric>_mean' / '_std' in % over the finished seeds,
+    'seeds_finished', 'seeds_planned'; per type of two or more categories a ('mean', type) row. Per dataset
+    (``per_dataset``); LeaderboardError when no trial reports metrics per defect type."""
+    return per_dataset(_defect_numbers, df, variant, selection)
+
+
+def _defect_numbers(df: pd.DataFrame, variant: str, selection: str) -> pd.DataFrame:
+    nums = _category_numbers(df, variant, selection).drop(index="mean")
+    types = sorted({k.split("/")[1] for k in defect_keys(df[df.variant == variant], selection)})
+    if not types:
+        raise LeaderboardError(f"no per-defect-type metrics in the {variant} trials (a trial reports them as "
+                               f"{selection}/{DEFECT}/<type>/<metric>)")
+    column = lambda r, t, m, s: r.get(f"{DEFECT}/{t}/{m}_{s}", math.nan)  # noqa: E731
+    rows = {(cat, t): {**{f"{m}_{s}": column(r, t, m, s) for m in DEFECT_METRICS for s in ("mean", "std")},
+                       "seeds_finished": r.seeds_finished, "seeds_planned": r.seeds_planned}
+            for cat, r in nums.iterrows() for t in types if not math.isnan(column(r, t, "image_auroc", "mean"))}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index = pd.MultiIndex.from_tuples(out.index, names=["category", "defect type"])
+    by_type = out.groupby(level="defect type")
+    means = by_type[[f"{m}_mean" for m in DEFECT_METRICS]].mean().join(by_type[["seeds_finished", "seeds_planned"]].sum())
+    means = means[by_type.size() > 1]
+    means.index = pd.MultiIndex.from_tuples([("mean", t) for t in means.index], names=out.index.names)
+    return pd.concat([out, means]) if len(means) else out
+
+
+def defect_table(df: pd.DataFrame, variant: str = "full", selection: str = "last") -> pd.DataFrame:
+    """Image AUROC and PRO per category and defect type, 'mean ± std' over seeds, with the mean of each type
+    shared by several categories (``defect_numbers``; per dataset: ``_blocks``)."""
+    table, numbers, extra = _blocks(df, lambda part: _defect_block(part, variant, selection))
+    table.attrs.update(numbers=numbers, caption=_caption(df[df.variant == variant], selection, DEFECT_NOTE + extra))
     return table
+
+
+def _defect_block(df: pd.DataFrame, variant: str, selection: str) -> Built:
+    """The per-defect-type table of one dataset's rows."""
+    nums = _defect_numbers(df, variant, selection)
+    rows = {k: {**{METRICS[m]: _cell(r, m, "") for m in DEFECT_METRICS},
+                "seeds": f"{int(r.seeds_finished)}/{int(r.seeds_planned)}"} for k, r in nums.iterrows()}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=nums.index.names)
+    return table, nums, ""
+
+
+def defect_title(variant: str, selection: str) -> str:
+    return f"{variant}: per defect type, {SELECTIONS[selection]}"
 
 
 def _latex(text: Any) -> str:
@@ -554,12 +836,27 @@ def _latex(text: Any) -> str:
     return out.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "---").replace("†", r"\dag{}")
 
 
+def _shown_keys(keys: list[list[str]]) -> list[list[str]]:
+    """Index values as a table shows them: an outer level (the dataset) only where it changes."""
+    return [[("" if i and j < len(key) - 1 and key[:j + 1] == keys[i - 1][:j + 1] else k) for j, k in enumerate(key)]
+            for i, key in enumerate(keys)]
+
+
+def _section_starts(keys: list[list[str]]) -> set[int]:
+    """Rows a rule goes above: the first of a run of 'mean' rows, and where the outermost of several index levels changes."""
+    mean = ["mean" in key for key in keys]
+    return {i for i in range(1, len(keys)) if (mean[i] and not mean[i - 1]) or (len(keys[i]) > 1 and keys[i][0] != keys[i - 1][0])}
+
+
 def format_table(table: pd.DataFrame, fmt: str, title: str) -> Union[str, Table]:
     """'table' a rich Table; 'md' GitHub markdown; 'csv' the numeric frame; 'latex' a booktabs table."""
     check_choice(fmt, FORMATS, "--format")
     caption = table.attrs.get("caption", "")
-    header = [table.index.name or ""] + [str(c) for c in table.columns]
-    body = [[str(i)] + [str(v) for v in row] for i, row in zip(table.index, table.itertuples(index=False))]
+    levels = table.index.nlevels  # the index's columns: "dataset" first in a table spanning datasets
+    header = [name or "" for name in table.index.names] + [str(c) for c in table.columns]
+    keys = [[str(k) for k in (i if levels > 1 else (i,))] for i in table.index]
+    body = [key + [str(v) for v in row] for key, row in zip(_shown_keys(keys), table.itertuples(index=False))]
+    starts = _section_starts(keys)
     if fmt == "csv":
         return table.attrs.get("numbers", table).to_csv()
     if fmt == "table":
@@ -567,19 +864,19 @@ def format_table(table: pd.DataFrame, fmt: str, title: str) -> Union[str, Table]
         for i, h in enumerate(header):
             text = h in _TEXT  # only notes and headers wrap; numbers and names keep their width
             width = max([len(row[i]) for row in body] + [len(w) for w in h.split()])
-            rich.add_column(h, justify="left" if i == 0 or text else "right", min_width=min(width, 28) if text else width)
+            rich.add_column(h, justify="left" if i < levels or text else "right", min_width=min(width, 28) if text else width)
         for i, row in enumerate(body):
-            rich.add_row(*row, end_section=i == len(body) - 2 and body[-1][0] == "mean")
+            rich.add_row(*row, end_section=i + 1 in starts)
         return rich
     if fmt == "md":
         cell = lambda s: s.replace("|", "\\|")  # noqa: E731
         lines = [f"### {title}", "", f"_{caption}_", "", "| " + " | ".join(map(cell, header)) + " |",
-                 "|" + "|".join("---" if i == 0 or h in _TEXT else "---:" for i, h in enumerate(header)) + "|"]
+                 "|" + "|".join("---" if i < levels or h in _TEXT else "---:" for i, h in enumerate(header)) + "|"]
         return "\n".join(lines + ["| " + " | ".join(map(cell, row)) + " |" for row in body]) + "\n"
     lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{_latex(title)}. {_latex(caption)}}}",
-             r"\begin{tabular}{" + "".join("l" if i == 0 or h in _TEXT else "r" for i, h in enumerate(header)) + "}", r"\toprule", " & ".join(map(_latex, header)) + r" \\", r"\midrule"]
-    for row in body:
-        if row[0] == "mean":
+             r"\begin{tabular}{" + "".join("l" if i < levels or h in _TEXT else "r" for i, h in enumerate(header)) + "}", r"\toprule", " & ".join(map(_latex, header)) + r" \\", r"\midrule"]
+    for i, row in enumerate(body):
+        if i in starts:
             lines.append(r"\midrule")
         lines.append(" & ".join(map(_latex, row)) + r" \\")
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}", r"\end{table}"]) + "\n"

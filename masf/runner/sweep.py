@@ -14,14 +14,14 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from rich.console import Console
 
 import masf
-from masf.config import flatten
+from masf.config import build_config, flatten
 from masf.errors import MasfError
 from masf.layout import FEATURES_DIR, TRIAL_FILES
 from masf.fingerprint import code_fingerprint, variant_fingerprint
@@ -32,7 +32,7 @@ from masf.runner import plan
 from masf.runner.progress import SweepProgress, process_seconds
 from masf.runner.tracking import Tracker, check_reachable, default_tracking_uri
 from masf.errors import is_timeout
-from masf.trial.sharing import has_student, member_dir, plan_groups
+from masf.trial.sharing import Group, has_student, member_dir, plan_groups
 
 EPOCH_KEYS = ("loss", "lr", "skipped_batches", "skipped_steps", "batches", "epoch_seconds", "eval_seconds",
               "val_eval_seconds", "composite")
@@ -56,6 +56,13 @@ class SweepOptions:
     preset: str = "smoke"
     overrides: list[str] = field(default_factory=list)
     data_root: Optional[str] = None
+    # further --data-root values: PATH, or NAME=PATH per dataset (masf.runner.plan.parse_data_roots)
+    data_roots: list[str] = field(default_factory=list)
+    dataset: str = ""  # --dataset: what the data is (data.dataset); with datasets: run that entry alone
+    # a suite's datasets: list (masf.runner.plan.check_datasets): a sweep across datasets, keys prefixed by the dataset
+    datasets: Optional[list[dict[str, Any]]] = None
+    suite: str = ""  # the suite's name, for messages
+    skip_missing: bool = False  # a listed dataset without a root folder is skipped with a line, not an error
     address: Optional[str] = None
     tracking_uri: Optional[str] = None
     experiment: str = "masf-bench"
@@ -128,7 +135,8 @@ class _Driver:
         return {
             "category": s.category, "variant": s.variant, "seed": str(s.seed), "preset": s.config["preset"],
             "backbone": t["name"], "weights_source": t["weights"], "method": s.config["model"]["method"],
-            "dataset": dataset_name(s.config["data"].get("dataset")),
+            "dataset": dataset_name(s.config["data"].get("dataset")), "layout": str(s.config["data"].get("layout") or ""),
+            "data_root": str(s.config["data"].get("root") or ""),
             "reading": reading_of(flatten(s.config)),
             "code_version": self.version, "code_fingerprint": code_fingerprint(),
             "config_fingerprint": s.fingerprint, "variant_fingerprint": variant_fingerprint(s.variant),
@@ -325,17 +333,45 @@ def _preflight(trials: list[plan.TrialSpec], tracker: Tracker, params: dict[str,
     clock.mark("store_open")
 
 
+def data_sources(opts: SweepOptions) -> tuple[list[plan.DataSource], list[str]]:
+    """The sweep's data (one source, or a suite's datasets) and the lines to print about it. The declared dataset
+    and the layout are --dataset, else data.dataset and data.layout of the preset and --set keys."""
+    roots = ([opts.data_root] if opts.data_root else []) + list(opts.data_roots)
+    data = build_config(opts.preset, list(opts.overrides)).data
+    if opts.datasets is not None:
+        return plan.suite_sources(opts.datasets, roots, opts.suite, opts.categories, opts.all_categories, opts.dataset,
+                                  data.layout, opts.skip_missing)
+    source, line = plan.single_source(roots, opts.dataset or data.dataset, data.layout, opts.categories, opts.all_categories)
+    return [source], [line] if line else []
+
+
+def data_params(sources: list[plan.DataSource], scoped: bool) -> dict[str, str]:
+    """The sweep run's params about its data: categories (as in the trial keys), data_root, dataset, layout."""
+    if not scoped:
+        s = sources[0]
+        return {"categories": ",".join(s.categories), "data_root": str(s.root), "dataset": s.dataset, "layout": s.layout}
+    return {"categories": ",".join(plan.scoped_categories(sources)), "data_root": " ".join(f"{s.dataset}={s.root}" for s in sources),
+            "dataset": ",".join(s.dataset for s in sources), "layout": ",".join(s.layout for s in sources)}
+
+
+def training_groups(trials: list[plan.TrialSpec]) -> list[Group]:
+    """The trials that share one training (masf/trial/sharing.py), each group keyed by its trials' key category
+    ("dataset/category" in a sweep across datasets), so that two datasets' groups never share a key."""
+    return plan_groups([replace(t, category=t.scoped_category) for t in trials])
+
+
 def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSummary:
     clock = StartupClock()
     console = console or Console(highlight=False)
-    root, synthetic = plan.resolve_data_root(opts.data_root)
-    if synthetic:
-        console.print(f"no --data-root and no MVTEC_AD_ROOT: using the synthetic MVTec-layout dataset at {root}")
-    categories = plan.resolve_categories(root, opts.categories, opts.all_categories)
+    sources, lines = data_sources(opts)
+    for line in lines:
+        console.print(line, soft_wrap=True)
+    scoped = opts.datasets is not None  # a sweep given as a list of datasets: keys carry the dataset
     variants = plan.resolve_variants(opts.variants, opts.ablations)
-    trials = plan.plan_trials(root, categories, variants, opts.seeds, opts.preset, opts.overrides)
+    trials = plan.plan_sources(sources, variants, opts.seeds, opts.preset, opts.overrides, scoped)
     name = plan.sweep_name(trials, opts.preset)
-    family = plan.sweep_family(root, categories, variants, opts.seeds, opts.preset, opts.overrides)
+    data = data_params(sources, scoped)
+    family = plan.sweep_family(data["data_root"], data["categories"].split(","), variants, opts.seeds, opts.preset, opts.overrides)
     storage = Path(opts.storage or Path.cwd() / "masf-runs").expanduser().resolve()
     if opts.resume:
         note = plan.changed_since(storage, name, family, trials)
@@ -351,8 +387,8 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
         probe(opts.address)  # an unreachable cluster fails before the store is touched
     check_reachable(tracking_uri)  # an unreachable store fails before anything is written or started
     tracker = Tracker(tracking_uri, opts.experiment, name, spool=storage / name / "tracking-spool.jsonl")
-    params = {"categories": ",".join(categories), "variants": ",".join(variants), "seeds": ",".join(map(str, opts.seeds)),
-              "preset": opts.preset, "overrides": " ".join(opts.overrides), "data_root": str(root)}
+    params = {**data, "variants": ",".join(variants), "seeds": ",".join(map(str, opts.seeds)),
+              "preset": opts.preset, "overrides": " ".join(opts.overrides)}
     # what needs no Ray (the teachers build, the MLflow store opens) runs while Ray starts
     preflight = Background(lambda: _preflight(trials, tracker, params, clock))
     if not opts.address and "ray" not in sys.modules:
@@ -391,7 +427,7 @@ def run_sweep(opts: SweepOptions, console: Optional[Console] = None) -> SweepSum
     tracker.start()
     try:
         specs = {t.key: t for t in trials}
-        groups = plan_groups(trials) if opts.share else []
+        groups = training_groups(trials) if opts.share else []
         in_group = {k: g for g in groups for k in g.members}
         training = {t.key: specs[in_group[t.key].lead].config if t.key in in_group else t.config for t in trials}
         epochs = {t.key: t.config["train"]["epochs"] if has_student(training[t.key]) else 0 for t in trials}
