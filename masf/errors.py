@@ -31,3 +31,7 @@ TIMED_OUT = "timed out"  # every reason the sweep's watchdog gives for stopping 
 def is_timeout(error: str) -> bool:
     """Whether a trial's error is the watchdog's reason for stopping it (masf/runner/watchdog.py)."""
     return str(error).startswith(f"{TIMED_OUT}:")
+
+
+class LeaderboardError(MasfError):
+    """The runs cannot give the requested table (no runs, unknown variant or sweep, bad option)."""

@@ -7,7 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from masf.report.leaderboard import base_variant, datasets_in, each_dataset, stack_datasets, variants_in
+from masf.report.datasets import datasets_in, each_dataset, stack_datasets
+from masf.report.leaderboard import base_variant, variants_in
 from masf.config.variants import get_variant, list_variants
 
 EFFICIENCY_TITLE = "Efficiency: what each variant costs per trial"

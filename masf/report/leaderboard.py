@@ -32,20 +32,23 @@ from __future__ import annotations
 
 import itertools
 import math
-from pathlib import PurePath
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from masf.errors import MasfError  # noqa: E402
+from masf.errors import LeaderboardError  # noqa: E402, F401 (re-exported)
 from masf.fingerprint import variant_fingerprint  # noqa: E402
 from masf.metrics import METRIC_KEYS, METRIC_LABELS, TEST_THRESHOLD_METRICS, VAL_THRESHOLD_LABELS  # noqa: E402
 from masf.metrics import SELECTIONS as TRIAL_SELECTIONS  # noqa: E402
 from masf.report.paper import MVTEC_AD, PAPER_METRICS, ablation_row, category_figures, dataset_name  # noqa: E402
 from masf.records import StatsError
 from masf.report import intervals
+from masf.report.datasets import (  # noqa: F401 (re-exported)
+    DATASET_LEVEL, SYNTHETIC, by_dataset, dataset_label, dataset_note, datasets_in, distinct_labels, each_dataset, joined_extras,
+    key_scope, per_dataset, stack_datasets,
+)
 from masf.config.readings import DEFAULT_READING  # noqa: E402
 from masf.errors import TIMED_OUT, is_timeout  # noqa: E402
 from masf.config.variants import get_variant, list_variants  # noqa: E402
@@ -72,8 +75,6 @@ _WORST = ["failed", TIMED_OUT, "killed", "no result", "running", "missing", "fin
 _INFO = ["preset", "backbone", "weights_source", "device", "dataset", "layout", "data_root"]  # tags kept per trial
 _BASE = ["sweep", "trial_key", "dataset_label", "category", "variant", "seed", "status", "error", "run_id", "start_time", *_INFO,
          "training_group"]
-DATASET_LEVEL = "dataset"  # the first index level of a table spanning datasets
-SYNTHETIC = "synthetic"  # the label of undeclared data in the synthetic cache's folders (synthetic-v<N>-...)
 DEFECT = "defect"  # per-defect-type metrics: "<selection>/defect/<type>/<metric>"
 # defect types shown beside the overall image AUROC in the per-category table where present (MVTec LOCO's two kinds)
 DEFECT_SPLITS = ("logical_anomalies", "structural_anomalies")
@@ -99,10 +100,6 @@ def label_suffix(label: str) -> str:
     return rest[rest.index(" ["):] if " [" in rest else ""
 
 
-class LeaderboardError(MasfError):
-    """The runs cannot give the requested table (no runs, unknown variant or sweep, bad option)."""
-
-
 def check_choice(value: str, choices: Sequence[str], option: str) -> str:
     if value not in choices:
         raise LeaderboardError(f"{option}: expected one of {', '.join(choices)}, got '{value}'")
@@ -126,104 +123,6 @@ def pick_metrics(spec: Union[str, Sequence[str], None]) -> tuple[str, ...]:
 
 def _threshold_note(metrics: Sequence[str]) -> str:
     return ("; " + TEST_THRESHOLD_NOTE) if any("†" in METRICS[m] for m in metrics) else ""
-
-
-# ---------------------------------------------------------------- datasets
-
-
-def dataset_label(dataset: str, layout: str, root: str) -> str:
-    """What a trial's numbers are averaged within: its declared dataset's name ('mvtec_ad', 'visa'); undeclared,
-    its layout and data root folder ('mvtec_ad layout: wood_real'), a synthetic cache folder as 'synthetic';
-    '' for a run that carries neither (logged before trials were tagged with their data)."""
-    declared = dataset_name(dataset)
-    if declared:
-        return declared
-    if not (layout or root):
-        return ""
-    folder = PurePath(root).name
-    return SYNTHETIC if folder.startswith(f"{SYNTHETIC}-v") else f"{layout or 'mvtec_ad'} layout: {folder}"
-
-
-def key_scope(key: str) -> str:
-    """A trial key's category part: 'bottle' of 'bottle/full/seed0', 'visa/pcb1' of 'visa/pcb1/full/seed0'."""
-    return key.rsplit("/", 2)[0]
-
-
-def _distinct_labels(df: pd.DataFrame) -> pd.DataFrame:
-    """Undeclared data of one label read from several roots: each label gets its root, so they never average."""
-    roots = df.groupby("dataset_label").data_root.nunique()
-    pick = df.dataset_label.isin(roots[roots > 1].index) & df.dataset.map(dataset_name).eq("")
-    df.loc[pick, "dataset_label"] = df.loc[pick, "dataset_label"] + " (" + df.loc[pick, "data_root"] + ")"
-    return df
-
-
-def datasets_in(df: pd.DataFrame) -> list[str]:
-    """The dataset labels of these rows, sorted."""
-    return sorted(df.dataset_label.unique())
-
-
-def by_dataset(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(label, rows) per dataset label, sorted; every part keeps the frame's attrs (its sweeps)."""
-    parts = []
-    for label in datasets_in(df):
-        part = df[df.dataset_label == label]
-        part.attrs = dict(df.attrs)
-        parts.append((label, part))
-    return parts
-
-
-def _merged_columns(lists: Sequence[Sequence[str]]) -> list[str]:
-    """The union of column lists, each column after the one it follows in the first list that has it."""
-    order: list[str] = []
-    for cols in lists:
-        for i, c in enumerate(cols):
-            if c not in order:
-                order.insert(order.index(cols[i - 1]) + 1 if i else 0, c)
-    return order
-
-
-def stack_datasets(parts: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Each dataset's frame (of rows spanning datasets) under a first index level "dataset", also when only one
-    dataset has a frame; columns merged, absent cells NaN."""
-    columns = _merged_columns([list(p.columns) for p in parts.values()])
-    return pd.concat({k: p.reindex(columns=columns) for k, p in parts.items()}, names=[DATASET_LEVEL])
-
-
-def each_dataset(df: pd.DataFrame, fn: Callable[[pd.DataFrame], Any]) -> dict[str, Any]:
-    """``fn(rows)`` of each dataset's rows, by label. A dataset whose rows ``fn`` refuses (LeaderboardError: no
-    trials of the variant asked for, ...) is left out; when every one is, ``fn`` of all the rows raises the error."""
-    out = {}
-    for label, part in by_dataset(df):
-        try:
-            out[label] = fn(part)
-        except LeaderboardError:
-            continue
-    if not out:
-        fn(df)
-    return out
-
-
-def per_dataset(numbers: Callable[..., pd.DataFrame], df: pd.DataFrame, *args: Any, **kwargs: Any) -> pd.DataFrame:
-    """``numbers(rows, *args, **kwargs)``, of rows spanning datasets per dataset, stacked (``stack_datasets``)."""
-    if len(datasets_in(df)) <= 1:
-        return numbers(df, *args, **kwargs)
-    return stack_datasets(each_dataset(df, lambda part: numbers(part, *args, **kwargs)))
-
-
-def _dataset_note(parts: Sequence[Any]) -> str:
-    return (f"; one block per dataset ({len(parts)}), each averaged within itself, never across datasets"
-            if len(parts) > 1 else "")
-
-
-def _joined_extras(extras: Mapping[str, str]) -> str:
-    """The caption notes of each dataset block: as they are for one block, else each once and labelled."""
-    if len(extras) == 1:
-        return next(iter(extras.values()))
-    seen: dict[str, list[str]] = {}
-    for label, extra in extras.items():
-        if extra:
-            seen.setdefault(extra, []).append(label)
-    return "".join(f"; {', '.join(labels)}: {extra.removeprefix('; ')}" for extra, labels in seen.items())
 
 
 # ---------------------------------------------------------------- runs -> one row per trial
@@ -300,7 +199,7 @@ def runs_frame(runs: Sequence[Mapping[str, Any]], sweep: Optional[str] = None, e
     (a sweep always plans the full product). ``attrs``: 'sweeps' shown, 'all_sweeps' present.
     """
     chosen = pick_sweeps(runs, sweep)
-    df = _distinct_labels(pd.DataFrame([_row(r) for r in runs if r.get("tag:masf.sweep", "") in chosen]))
+    df = distinct_labels(pd.DataFrame([_row(r) for r in runs if r.get("tag:masf.sweep", "") in chosen]))
     df = df.assign(_done=df.status.eq("finished")).sort_values(["_done", "start_time"], ascending=False)
     df = df.drop_duplicates(["dataset_label", "category", "variant", "seed"]).drop(columns="_done")
     missing = [_missing_row(chosen, label, scope, v, s) for label, scope, v, s in sorted(_planned(df, expected) - _seen(df))]
@@ -632,7 +531,7 @@ def _blocks(df: pd.DataFrame, build: Callable[[pd.DataFrame], Built]) -> Built:
     built: dict[str, Built] = each_dataset(df, build)
     table = stack_datasets({k: b[0] for k, b in built.items()}).fillna("—")
     numbers = stack_datasets({k: b[1] for k, b in built.items()})
-    return table, numbers, _dataset_note(list(built)) + _joined_extras({k: b[2] for k, b in built.items()})
+    return table, numbers, dataset_note(list(built)) + joined_extras({k: b[2] for k, b in built.items()})
 
 
 CATEGORY_NOTE = ("mean ± sample std over finished seeds (one seed: the mean alone); seeds = finished/planned; "
