@@ -115,6 +115,19 @@ def test_bench_pro__smoke(capsys):
         assert 0 <= ms < 10_000
 
 
+def test_bench_layouts__smoke(capsys):
+    from bench import bench_layouts
+
+    bench_layouts.main(["--smoke-test"])
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:8]}
+    assert sorted(rows) == ["btad", "mvtec_3d", "mvtec_ad", "mvtec_ad2", "mvtec_loco", "visa"]
+    for name, cells_ in rows.items():
+        assert cells_[1] == name and cells_[4] == "0"  # recognised as itself, no data-check error
+        assert cells_[5] == ("published" if name in ("mvtec_3d", "mvtec_ad2", "mvtec_loco") else "train")
+        assert float(cells_[-1]) <= 1e-6, name  # the trial's metrics are the MVTec AD layout's
+
+
 @pytest.mark.slow
 def test_bench_coreset__smoke(capsys):
     from bench import bench_coreset
