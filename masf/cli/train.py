@@ -42,7 +42,8 @@ def metrics_table(row: dict[str, Any], title: str) -> Table:
         notes.append("val: the validation split (held-out normals + pseudo-anomalies), final epoch")
     if has_student:
         notes.append("student_only: the student's cosine maps alone (no TTSA, same fusion over scales), final epoch, test split")
-    notes.append("*_f1_max: the best threshold of the split itself; *_f1_at_val_threshold: the threshold fixed on validation")
+    notes.append("*_f1_max: the best threshold of the split itself; *_f1_at_val_threshold: the threshold fixed on validation; "
+                 "pixel_f1_at_normal_threshold (SegF1): mean + 3 std of the validation normals' pixel scores")
     table = Table(title=title, title_justify="left", caption="\n".join(notes), caption_justify="left")
     table.add_column("metric")
     for name in columns:
