@@ -195,3 +195,15 @@ def test_efficiency_is_per_dataset(df):
     assert table.index.nlevels == 2 and set(table.index.get_level_values(0)) == {"mpdd", "mvtec_ad", "mvtec_loco"}
     assert table.loc[("mvtec_ad", "full"), "train s"] == "100 ± 0" and table.loc[("mpdd", "full"), "train s"] == "10 ± 0"
     assert "mean over finished trials" in table.attrs["caption"]
+
+
+def test_the_table_says_where_validation_normals_came_from():
+    runs = [make_run("mvtec_loco", "pushpins", "full", s, 0.7, t=s) for s in (0, 1)]
+    plain = lb.category_table(lb.runs_frame(runs), "full")
+    assert "published validation split" not in plain.attrs["caption"]
+    for r in runs:
+        r["tag:val_source"] = "published"
+    table = lb.category_table(lb.runs_frame(runs), "full")
+    assert "validation normals: the dataset's published validation split, nothing carved out of train" in table.attrs["caption"]
+    runs[1]["tag:val_source"] = "train"
+    assert "for some trials" in lb.category_table(lb.runs_frame(runs), "full").attrs["caption"]

@@ -72,7 +72,7 @@ _TEXT = ("warnings", "notes", "interval", "reported in")  # left-aligned columns
 ALL_SWEEPS = "all"  # --sweep all: merge every sweep of the experiment
 _STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running", "SCHEDULED": "running"}
 _WORST = ["failed", TIMED_OUT, "killed", "no result", "running", "missing", "finished"]  # what a category with no result shows
-_INFO = ["preset", "backbone", "weights_source", "device", "dataset", "layout", "data_root"]  # tags kept per trial
+_INFO = ["preset", "backbone", "weights_source", "device", "dataset", "layout", "data_root", "val_source"]  # tags kept per trial
 _BASE = ["sweep", "trial_key", "dataset_label", "category", "variant", "seed", "status", "error", "run_id", "start_time", *_INFO,
          "training_group"]
 DEFECT = "defect"  # per-defect-type metrics: "<selection>/defect/<type>/<metric>"
@@ -553,6 +553,15 @@ def category_table(df: pd.DataFrame, variant: str = "full", selection: str = "la
     return table
 
 
+def validation_note(df: pd.DataFrame) -> str:
+    """Where these trials' validation normals came from, where any came from a published validation split."""
+    sources = set(df.get("val_source", pd.Series(dtype=str)).dropna().astype(str)) - {""}
+    if "published" not in sources:
+        return ""
+    mixed = " for some trials (the others carved data.val_fraction out of train)" if len(sources) > 1 else ""
+    return f"; validation normals: the dataset's published validation split{mixed}, nothing carved out of train"
+
+
 def _category_block(df: pd.DataFrame, variant: str, selection: str, metrics: Sequence[str], paper: bool) -> Built:
     """The per-category table of one dataset's rows."""
     nums = _category_numbers(df, variant, selection)
@@ -588,6 +597,7 @@ def _category_block(df: pd.DataFrame, variant: str, selection: str, metrics: Seq
             numbers[f"{m}_reported"] = [math.nan if v is None else v for v in rep]
             numbers[f"{m}_minus_reported"] = numbers[f"{m}_mean"] - numbers[f"{m}_reported"]
     extra = DEFECT_SPLIT_NOTE if splits and any(m in DEFECT_SPLIT_METRICS for m in metrics) else ""
+    extra += validation_note(sub)
     if show_paper:
         extra += ("; reported = the MASF paper's figure as printed (masf/report/paper.py; 'reported in' names its table; "
                   "Table 4 rows 3-6 are the paper's estimates, not measurements), Δ = ours - reported")

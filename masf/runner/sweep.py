@@ -216,7 +216,7 @@ class _Driver:
             last = json.loads((Path(checkpoint_dir) / "history.json").read_text())[-1]
             self.tracker.submit({"kind": "epoch", "trial": key, "step": int(last.get("epoch", 0)),
                                  "metrics": self._epoch_metrics(last), "tags": {}, "time": time.time()})
-        tags = {**self._tags(key), **{k: str(row[k]) for k in ("device", "ray_node", "host") if k in row}}
+        tags = {**self._tags(key), **{k: str(row[k]) for k in ("device", "ray_node", "host", "val_source") if k in row}}
         if row.get("training_group"):  # scored from a shared training: which, and from which trial's run
             tags.update({"masf.training_group": str(row["training_group"]), "masf.scored_from": str(row["scored_from"]),
                          "training_fingerprint": str(row.get("training_fingerprint", ""))})
