@@ -117,6 +117,9 @@ def test_unknown_and_mixed_roots(written, tmp_path):
     with pytest.raises(DataError) as exc:
         resolve_layout(mixed)
     assert "\n" not in str(exc.value) and "--dataset" in str(exc.value)
+    category = written["mvtec_3d"] / "carpet"
+    with pytest.raises(DataError, match=rf"carpet looks like one category of the MVTec 3D-AD layout: give the folder that holds the categories, {written['mvtec_3d']}"):
+        resolve_layout(category)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="layout not recognised"):

@@ -237,6 +237,10 @@ def recognise(root: Path) -> tuple[Optional[Layout], str]:
         (name, cats), = found.items()
         return LAYOUTS[name], LAYOUTS[name].evidence.replace("CAT", cats[0]).replace("NN", cats[0])
     if not found:
+        itself = next((n for n in _RECOGNITION if LAYOUTS[n].marks(root)), None)
+        if itself:  # the root given is one category: the dataset root is the folder above
+            return None, (f"{root.name} looks like one category of the {LAYOUTS[itself].title} layout: give the folder "
+                          f"that holds the categories, {root.parent}")
         return None, "no category folder of a known layout"
     parts = "; ".join(f"{', '.join(c[:3])}{' ...' if len(c) > 3 else ''}: {LAYOUTS[n].title}" for n, c in sorted(found.items()))
     return None, f"its categories look like different layouts ({parts})"
@@ -256,6 +260,8 @@ def resolve_layout(root: Path, dataset: str = "", layout: str = "") -> tuple[Lay
         found = dataset_layout(dataset)
         return found, f"data root {root}: {canonical_dataset(dataset)}, read in the {found.title} layout (--dataset)"
     found, why = recognise(root)
+    if found is None and "looks like one category" in why:
+        raise DataError(f"data root {root}: {why}")
     if found is None:
         raise DataError(f"data root {root}: layout not recognised ({why}); name it with --dataset "
                         f"({', '.join(DATASETS)})")
