@@ -4,7 +4,7 @@
   built before on this machine (``teacher_seen``);
 - SDM (``sdm``), AMFD students (``amfd``), SAMB banks (``samb``, ``memory_bank``, ``coreset``), UGHF
   (``ughf``), TTSA (``ttsa``), shared FFT and scoring helpers (``fft``, ``scores``);
-- ``model``: MASF assembled, and ``build_detector`` for every method; PatchCore (``patchcore``) and
+- ``model``: MASF assembled (its scoring regime and fusion in ``fusion``), and ``build_detector`` for every method; PatchCore (``patchcore``) and
   PaDiM (``padim``) on the same teacher.
 
 May import: the base (``masf.config``, ``masf.errors``, ``masf.layout``); never ``masf.data``,

@@ -1,7 +1,9 @@
-"""What every detector's ``score`` returns, the Gaussian blur of anomaly maps, and the base of the baselines."""
+"""What every detector's ``score`` returns, the Gaussian blur of anomaly maps, the per-image seeds of test-time masks,
+and the base of the baselines."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +16,12 @@ class Scores:
     anomaly_map: torch.Tensor  # (B, H, W) fused and blurred, at input resolution
     image_score: torch.Tensor  # (B,) max of anomaly_map
     scale_maps: list[torch.Tensor]  # L x (B, H, W) per-scale s_l at input resolution (view-averaged)
+
+
+def image_seeds(x: torch.Tensor, seed: int) -> list[int]:
+    """One seed per image of ``x`` (B, ...), from its pixels: the same image gets the same seed in any batch."""
+    pixels = x.detach().float().cpu().numpy()
+    return [zlib.crc32(pixels[i].tobytes(), seed & 0xFFFFFFFF) for i in range(pixels.shape[0])]
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
