@@ -1,6 +1,7 @@
 """The paper's tables from finished trials: leaderboards, paired intervals, figures, costs, the paper's own figures.
 
 - ``leaderboard``: trial rows -> the category, ablation and paired tables (terminal, markdown, csv, LaTeX);
+- ``rows``: a sweep's trial runs -> one row per trial, planned-but-missing trials included;
 - ``datasets``: rows of several datasets: each trial's dataset label, tables per dataset, stacked;
 - ``intervals``: paired bootstrap over test images and t intervals over seeds;
 - ``figures``: bars across variants, paired differences, PRO curves;

@@ -1,6 +1,7 @@
 """Paper-style tables from a sweep's trial runs: per category (Table 3) and per variant (Table 4).
 
-Pure pandas and matplotlib; the runs are the dicts of ``masf.runner.tracking.load_trial_runs``.
+Pure pandas and matplotlib; the runs are the dicts of ``masf.runner.tracking.load_trial_runs``, one row
+per trial (``runs_frame``, masf/report/rows.py).
 Values are percentages, mean ± sample std (ddof=1) over the finished seeds. A failed, timed-out
 (failed because the sweep's watchdog stopped it, masf/runner/watchdog.py), running or missing
 trial shows as such and is left out of every mean, never counted as 0.
@@ -30,31 +31,31 @@ from ``METRICS`` (``pick_metrics``: default, ader, or keys); the paper's reporte
 
 from __future__ import annotations
 
-import itertools
 import math
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from masf.errors import LeaderboardError  # noqa: E402, F401 (re-exported)
-from masf.fingerprint import variant_fingerprint  # noqa: E402
 from masf.metrics import METRIC_KEYS, METRIC_LABELS, TEST_THRESHOLD_METRICS, VAL_THRESHOLD_LABELS  # noqa: E402
 from masf.metrics import SELECTIONS as TRIAL_SELECTIONS  # noqa: E402
 from masf.report.paper import MVTEC_AD, PAPER_METRICS, ablation_row, category_figures, dataset_name  # noqa: E402
 from masf.records import StatsError
 from masf.report import intervals
+from masf.report.rows import (  # noqa: F401 (re-exported)
+    ALL_SWEEPS, OTHER_DEFINITION, Trial, base_variant, label_suffix, pick_sweeps, planned_from_params, reading_suffix, runs_frame,
+    variants_in,
+)
 from masf.report.datasets import (  # noqa: F401 (re-exported)
     DATASET_LEVEL, SYNTHETIC, by_dataset, dataset_label, dataset_note, datasets_in, distinct_labels, each_dataset, joined_extras,
     key_scope, per_dataset, stack_datasets,
 )
-from masf.config.readings import DEFAULT_READING  # noqa: E402
-from masf.errors import TIMED_OUT, is_timeout  # noqa: E402
+from masf.errors import TIMED_OUT  # noqa: E402
 from masf.config.variants import get_variant, list_variants  # noqa: E402
 
 SELECTIONS = dict(zip(TRIAL_SELECTIONS, ("last epoch", "validation-selected", "test-selected (paper protocol)")))
-OTHER_DEFINITION = " (other definition)"
 FORMATS = ("table", "md", "csv", "latex")
 TABLES = ("category", "ablation", "paired", "efficiency")
 # every metric a table can show; † marks a threshold chosen on the test split itself (an oracle threshold)
@@ -69,35 +70,13 @@ TEST_THRESHOLD_NOTE = ("† threshold chosen on the test split itself (F1-max, I
 STUDENT_ONLY = ("student_image_auroc", "student_only/image_auroc", "student-only image AUROC")
 STUDENT_NOTE = "student-only image AUROC: the student's cosine maps alone, last epoch, no TTSA (n/a without a student)"
 _TEXT = ("warnings", "notes", "interval", "reported in")  # left-aligned columns
-ALL_SWEEPS = "all"  # --sweep all: merge every sweep of the experiment
-_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running", "SCHEDULED": "running"}
 _WORST = ["failed", TIMED_OUT, "killed", "no result", "running", "missing", "finished"]  # what a category with no result shows
-_INFO = ["preset", "backbone", "weights_source", "device", "dataset", "layout", "data_root", "val_source"]  # tags kept per trial
-_BASE = ["sweep", "trial_key", "dataset_label", "category", "variant", "seed", "status", "error", "run_id", "start_time", *_INFO,
-         "training_group"]
 DEFECT = "defect"  # per-defect-type metrics: "<selection>/defect/<type>/<metric>"
 # defect types shown beside the overall image AUROC in the per-category table where present (MVTec LOCO's two kinds)
 DEFECT_SPLITS = ("logical_anomalies", "structural_anomalies")
 DEFECT_SPLIT_METRICS = ("image_auroc",)
 DEFECT_METRICS = ("image_auroc", "pro")  # the per-defect-type table's metrics
 
-Trial = tuple[str, str, int]  # (category, variant, seed)
-
-
-def reading_suffix(reading: str) -> str:
-    """' [reading]' for a reading other than the default, else ''."""
-    return f" [{reading}]" if reading and reading != DEFAULT_READING else ""
-
-
-def base_variant(label: str) -> str:
-    """'no_ttsa [spec] (other definition)' -> 'no_ttsa': the registry name of a table label."""
-    return label.removesuffix(OTHER_DEFINITION).split(" [", 1)[0]
-
-
-def label_suffix(label: str) -> str:
-    """The ' [reading]' part of a table label, or ''."""
-    rest = label.removesuffix(OTHER_DEFINITION)
-    return rest[rest.index(" ["):] if " [" in rest else ""
 
 
 def check_choice(value: str, choices: Sequence[str], option: str) -> str:
@@ -123,143 +102,6 @@ def pick_metrics(spec: Union[str, Sequence[str], None]) -> tuple[str, ...]:
 
 def _threshold_note(metrics: Sequence[str]) -> str:
     return ("; " + TEST_THRESHOLD_NOTE) if any("†" in METRICS[m] for m in metrics) else ""
-
-
-# ---------------------------------------------------------------- runs -> one row per trial
-
-
-def _sweep_order(runs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Sweep names, newest first (by the latest start of any of their trials)."""
-    latest: dict[str, int] = {}
-    for r in runs:
-        name = r.get("tag:masf.sweep", "")
-        latest[name] = max(latest.get(name, 0), int(r.get("start_time") or 0))
-    return sorted(latest, key=lambda s: -latest[s])
-
-
-def pick_sweeps(runs: Sequence[Mapping[str, Any]], sweep: Optional[str] = None) -> list[str]:
-    """The sweeps a table shows: the named one, every one ("all"), or by default the newest."""
-    order = _sweep_order(runs)
-    if not order:
-        raise LeaderboardError("no trial runs")
-    if sweep is None:
-        return order[:1]
-    if sweep == ALL_SWEEPS:
-        return order
-    if sweep not in order:
-        raise LeaderboardError(f"no trial runs of sweep '{sweep}' (sweeps here: {', '.join(order)})")
-    return [sweep]
-
-
-def planned_from_params(params: Mapping[str, str]) -> list[Trial]:
-    """The trials a sweep planned, from its parent run's params 'categories', 'variants', 'seeds'."""
-    split = lambda key: [p.strip() for p in str(params.get(key, "")).split(",") if p.strip()]  # noqa: E731
-    return [(c, v, int(s)) for c, v, s in itertools.product(split("categories"), split("variants"), split("seeds"))]
-
-
-def _row(run: Mapping[str, Any]) -> dict[str, Any]:
-    key = run.get("tag:masf.trial_key", "")
-    parts = key.split("/")[-3:] if key.count("/") in (2, 3) else ["", "", "seed-1"]
-    seed = run.get("tag:seed", parts[2].removeprefix("seed"))
-    status = _STATUS.get(str(run.get("status")), str(run.get("status", "")).lower())
-    if status == "finished" and "last/image_auroc" not in run:
-        status = "no result"
-    error = (str(run.get("tag:masf.error", "")).strip().splitlines() or [""])[0]
-    if status == "failed" and is_timeout(error):
-        status = TIMED_OUT
-    variant = run.get("tag:variant", parts[1])
-    fingerprint_ok = run.get("tag:variant_fingerprint") == variant_fingerprint(variant)
-    if run.get("tag:method", "masf") == "masf":  # a run without the tag ran the spec reading
-        variant += reading_suffix(str(run.get("tag:reading") or "spec"))
-    if not fingerprint_ok:
-        variant += OTHER_DEFINITION  # never merged with the registry's current definition of the name
-    row = {
-        "sweep": run.get("tag:masf.sweep", ""), "trial_key": key,
-        "dataset_label": dataset_label(*(str(run.get(f"tag:{k}", "")) for k in ("dataset", "layout", "data_root"))),
-        "category": run.get("tag:category", parts[0]),
-        "variant": variant, "seed": int(seed), "status": status,
-        "error": error,
-        "run_id": run.get("run_id", ""), "start_time": int(run.get("start_time") or 0),
-        **{k: str(run.get(f"tag:{k}", "")) for k in _INFO},
-        "training_group": str(run.get("tag:masf.training_group", "")),
-    }
-    row.update({k: float(v) for k, v in run.items() if k not in row and not k.startswith("tag:")
-                and isinstance(v, (int, float)) and not isinstance(v, bool)})
-    for name in ("skipped_batches", "skipped_steps"):  # a finished trial's totals; the plain names are per epoch
-        if f"{name}_total" in row:
-            row[name] = row.pop(f"{name}_total")
-    return row
-
-
-def runs_frame(runs: Sequence[Mapping[str, Any]], sweep: Optional[str] = None, expected: Optional[Sequence[Trial]] = None) -> pd.DataFrame:
-    """One row per trial key of the chosen sweep(s) (see ``pick_sweeps``), planned-but-absent trials as 'missing'.
-
-    Several runs of one key: the FINISHED one wins, else the newest. Without ``expected``
-    the plan of each sweep is, per dataset, the product of the categories, variants and seeds seen in it
-    (a sweep always plans the full product). ``attrs``: 'sweeps' shown, 'all_sweeps' present.
-    """
-    chosen = pick_sweeps(runs, sweep)
-    df = distinct_labels(pd.DataFrame([_row(r) for r in runs if r.get("tag:masf.sweep", "") in chosen]))
-    df = df.assign(_done=df.status.eq("finished")).sort_values(["_done", "start_time"], ascending=False)
-    df = df.drop_duplicates(["dataset_label", "category", "variant", "seed"]).drop(columns="_done")
-    missing = [_missing_row(chosen, label, scope, v, s) for label, scope, v, s in sorted(_planned(df, expected) - _seen(df))]
-    df = pd.concat([df, pd.DataFrame(missing, columns=_BASE)], ignore_index=True) if missing else df
-    rank = {v: i for i, v in enumerate(list_variants())}
-    df = df.assign(_v=df.variant.map(lambda v: rank.get(base_variant(v), len(rank)))).sort_values(["dataset_label", "category", "_v", "variant", "seed"])
-    metrics = sorted([c for c in df.columns if c not in _BASE and c != "_v"], key=lambda c: (not c.startswith("last/"), not c.startswith("best_on_val/"),
-                                                                                             not c.startswith("best_on_test/"), c))
-    df = df[_BASE + metrics].reset_index(drop=True)
-    df["seed"] = df.seed.astype(int)
-    df.attrs.update(sweeps=chosen, all_sweeps=_sweep_order(runs))
-    return df
-
-
-def _scopes(df: pd.DataFrame) -> pd.Series:
-    """Each row's key scope (``key_scope``), its category where it has no trial key."""
-    return pd.Series([key_scope(k) if k.count("/") >= 2 else c for k, c in zip(df.trial_key, df.category)], index=df.index, dtype=object)
-
-
-def _seen(df: pd.DataFrame) -> set[tuple[str, str, str, int]]:
-    """(dataset label, key scope, variant, seed) of the rows."""
-    return set(zip(df.dataset_label, _scopes(df), df.variant.map(base_variant), df.seed))
-
-
-def _planned(df: pd.DataFrame, expected: Optional[Sequence[Trial]]) -> set[tuple[str, str, str, int]]:
-    """(dataset label, key scope, variant, seed) of the trials planned: ``expected`` (key scopes as the sweep's
-    categories param has them), else per sweep and dataset the product of the categories, variants and seeds seen."""
-    if expected is None:
-        plan = set()
-        for (_, label), g in df.groupby(["sweep", "dataset_label"]):
-            plan |= {(label, *t) for t in itertools.product(_scopes(g).unique(), g.variant.map(base_variant).unique(), g.seed.unique())}
-        return plan
-    labels = dict(zip(_scopes(df), df.dataset_label))
-    only = datasets_in(df)
-    return {(_scope_label(c, labels, only), c, v, int(s)) for c, v, s in expected}
-
-
-def _scope_label(scope: str, labels: Mapping[str, str], only: Sequence[str]) -> str:
-    """The dataset label of a planned key scope: that of the rows with it, else the dataset the scope names
-    ('visa/pcb1'), else the rows' one label, else ''."""
-    if scope in labels:
-        return labels[scope]
-    if "/" in scope:
-        return dataset_name(scope.split("/")[0])
-    return only[0] if len(only) == 1 else ""
-
-
-def _missing_row(chosen: Sequence[str], label: str, scope: str, variant: str, seed: int) -> dict[str, Any]:
-    """The row of a planned trial no run has."""
-    return {"sweep": chosen[0] if len(chosen) == 1 else "", "trial_key": f"{scope}/{variant}/seed{seed}", "dataset_label": label,
-            "category": scope.rsplit("/", 1)[-1], "variant": variant, "seed": int(seed), "status": "missing", "error": "",
-            "run_id": "", "start_time": 0, **dict.fromkeys(_INFO, ""),
-            "dataset": scope.split("/")[0] if "/" in scope else "", "training_group": ""}
-
-
-def variants_in(df: pd.DataFrame) -> list[str]:
-    """The variants present, in registry order (unregistered ones last)."""
-    known = list_variants()
-    present = set(df.variant)
-    return [v for v in known if v in present] + sorted(present - set(known))
 
 
 # ---------------------------------------------------------------- numbers
