@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
             # the store and the sweep's folders in the temporary working directory, as `masf-bench run` run there
             opts = SweepOptions(categories=args.categories.split(","), variants=args.variants.split(","),
                                 seeds=[int(s) for s in args.seeds.split(",")], preset=args.preset, overrides=list(args.overrides),
-                                data_root=str(root), experiment="bench-sweep", cpus_per_trial=args.cpus_per_trial,
+                                data_roots=[str(root)], experiment="bench-sweep", cpus_per_trial=args.cpus_per_trial,
                                 storage=str(work / "masf-runs"), tracking_uri=default_tracking_uri(work))
             t1 = time.perf_counter()
             s = run_sweep(opts, Console(quiet=True))

@@ -1,4 +1,5 @@
-"""Category folders and image files: names, samples, listing, lookup (no image or tensor libraries)."""
+"""Image files and category names: the sample record, image listing, mask lookup, name checks (no image or
+tensor libraries). Which folders are categories is the layout's (masf/data/layouts.py)."""
 
 from __future__ import annotations
 
@@ -44,18 +45,6 @@ def mask_index(folder: Path) -> dict[str, Path]:
     return index
 
 
-def list_categories(root: str | Path) -> list[str]:
-    """Sub-folders of ``root`` that look like categories (they have train/ or test/)."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return sorted(
-        p.name
-        for p in root.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and ((p / "train").is_dir() or (p / "test").is_dir())
-    )
-
-
 def check_category_name(category: str) -> None:
     """Reject names that are not a single folder name (empty, absolute, '..', separators)."""
     if not isinstance(category, str) or not category.strip():
@@ -66,20 +55,3 @@ def check_category_name(category: str) -> None:
         raise DataError(f"category name {category!r} must not contain '..'")
     if category == ".":
         raise DataError(f"category name {category!r} must be a folder name, not '.'")
-
-
-def category_dir(root: str | Path, category: str) -> Path:
-    """``root / category``, after checking the name and that the category exists."""
-    check_category_name(category)
-    root = Path(root)
-    if not root.exists():
-        raise DataError(f"dataset root {root} does not exist")
-    if not root.is_dir():
-        raise DataError(f"dataset root {root} is not a folder")
-    found = list_categories(root)
-    if category not in found and (root / category).is_dir():
-        raise DataError(f"{root / category}: not a category folder (it has no train/ or test/ folder)")
-    if category not in found:
-        listing = ", ".join(found) if found else "no categories"
-        raise DataError(f"unknown category '{category}' in {root} (found: {listing})")
-    return root / category

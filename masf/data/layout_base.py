@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -37,8 +38,8 @@ def defective_samples(images: list[Path], defect: str, masks: dict[str, Path]) -
     return [Sample(p, 1, defect, masks.get(f"{p.stem.lower()}_mask") or masks.get(p.stem.lower())) for p in images]
 
 
-class Layout:
-    """A published layout. Subclasses set the class attributes and :meth:`_samples`."""
+class Layout(ABC):
+    """A published layout. Subclasses set the class attributes, :meth:`marks` and :meth:`_samples`."""
 
     name: ClassVar[str]
     title: ClassVar[str]
@@ -51,9 +52,9 @@ class Layout:
 
     # ---------------------------------------------------------------- categories
 
+    @abstractmethod
     def marks(self, cat_dir: Path) -> bool:
         """Whether ``cat_dir`` holds what this layout's categories hold (:attr:`evidence`)."""
-        raise NotImplementedError
 
     def categories(self, root: Path) -> list[str]:
         """Sorted category names found under ``root`` in this layout."""
@@ -89,8 +90,9 @@ class Layout:
         cat = self.category_dir(root, category)
         return _sorted(self._samples(Path(root), cat, split))
 
+    @abstractmethod
     def _samples(self, root: Path, cat: Path, split: str) -> list[Sample]:
-        raise NotImplementedError
+        """The images of ``split`` in the category folder ``cat``, in any order (:meth:`samples` sorts them)."""
 
     def check_test_set(self, test_set: str) -> None:
         """DataError unless ``test_set`` is "" or this layout's labelled test set."""

@@ -24,9 +24,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from masf.data.folders import (  # noqa: F401 (re-exported)
-    GOOD, IMAGE_EXTENSIONS, Sample, category_dir, check_category_name, image_files, is_image_file, list_categories, mask_index,
+    GOOD, IMAGE_EXTENSIONS, Sample, check_category_name, image_files, is_image_file, mask_index,
 )
-from masf.data.layouts import get_layout
+from masf.data.layouts import LAYOUTS, get_layout
 from masf.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -36,8 +36,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # ------------------------------------------------------------------ listing
 
 
-def expected_mask_path(cat_dir: Path, defect_type: str, image_path: Path) -> Path:
-    return cat_dir / "ground_truth" / defect_type / f"{image_path.stem}_mask.png"
+def list_categories(root: str | Path) -> list[str]:
+    """Category folders of an MVTec AD layout root (they have train/ or test/), sorted."""
+    return LAYOUTS["mvtec_ad"].categories(Path(root))
+
+
+def category_dir(root: str | Path, category: str) -> Path:
+    """``root / category`` of an MVTec AD layout root, after checking the name and that the category exists."""
+    return LAYOUTS["mvtec_ad"].category_dir(Path(root), category)
 
 
 def list_samples(root: str | Path, category: str, split: str, layout: str = "mvtec_ad", test_set: str = "") -> list[Sample]:

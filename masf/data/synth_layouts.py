@@ -43,8 +43,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from masf.data.folders import list_categories
-from masf.data.mvtec import GOOD, image_files, split_normals
+from masf.data.mvtec import GOOD, image_files, list_categories, split_normals
 from masf.errors import DataError
 
 WRITTEN_LAYOUTS = ("mvtec_ad", "mpdd", "mvtec_3d", "visa", "mvtec_ad2", "mvtec_loco", "btad")

@@ -55,8 +55,7 @@ class SweepOptions:
     seeds: list[int] = field(default_factory=lambda: [0])
     preset: str = "smoke"
     overrides: list[str] = field(default_factory=list)
-    data_root: Optional[str] = None
-    # further --data-root values: PATH, or NAME=PATH per dataset (masf.runner.plan.parse_data_roots)
+    # the --data-root values: one PATH, or NAME=PATH per dataset (masf.runner.plan.parse_data_roots)
     data_roots: list[str] = field(default_factory=list)
     dataset: str = ""  # --dataset: what the data is (data.dataset); with datasets: run that entry alone
     # a suite's datasets: list (masf.runner.plan.check_datasets): a sweep across datasets, keys prefixed by the dataset
@@ -336,12 +335,11 @@ def _preflight(trials: list[plan.TrialSpec], tracker: Tracker, params: dict[str,
 def data_sources(opts: SweepOptions) -> tuple[list[plan.DataSource], list[str]]:
     """The sweep's data (one source, or a suite's datasets) and the lines to print about it. The declared dataset
     and the layout are --dataset, else data.dataset and data.layout of the preset and --set keys."""
-    roots = ([opts.data_root] if opts.data_root else []) + list(opts.data_roots)
     data = build_config(opts.preset, list(opts.overrides)).data
     if opts.datasets is not None:
-        return plan.suite_sources(opts.datasets, roots, opts.suite, opts.categories, opts.all_categories, opts.dataset,
+        return plan.suite_sources(opts.datasets, opts.data_roots, opts.suite, opts.categories, opts.all_categories, opts.dataset,
                                   data.layout, opts.skip_missing)
-    source, line = plan.single_source(roots, opts.dataset or data.dataset, data.layout, opts.categories, opts.all_categories)
+    source, line = plan.single_source(opts.data_roots, opts.dataset or data.dataset, data.layout, opts.categories, opts.all_categories)
     return [source], [line] if line else []
 
 
